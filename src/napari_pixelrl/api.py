@@ -1,0 +1,292 @@
+"""Public scripting façade: load a policy, restore an image, evaluate on a folder. No Qt, no napari.
+
+Example
+-------
+>>> from napari_pixelrl import api
+>>> policy = api.load_policy("pretrained_25.npz")  # doctest: +SKIP
+>>> result = api.restore(noisy, policy, return_values=True)  # doctest: +SKIP
+>>> result.image, result.actions, result.values  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .core.checkpoint import CheckpointError, Policy, detect_format, import_chainer_npz, load_checkpoint
+from .core.config import InferenceConfig
+from .core.io import list_images, read_image
+from .core.metrics import psnr, ssim
+from .core.noise import add_gaussian_noise
+from .core.rollout import run_episode
+
+__all__ = [
+    "Evaluation",
+    "ImageScore",
+    "Policy",
+    "Restoration",
+    "evaluate",
+    "list_policies",
+    "load_policy",
+    "resolve_device",
+    "default_intensity_range",
+    "restore",
+]
+
+WEIGHTS_DIR = Path(__file__).parent / "core" / "weights"
+MIN_SIZE = 3
+
+
+@dataclass(frozen=True)
+class Restoration:
+    """Result of :func:`restore`.
+
+    Attributes
+    ----------
+    image : np.ndarray
+        Restored image, float32, the input's shape and intensity units.
+    actions : np.ndarray
+        Action index chosen per pixel at each step, ``(steps, H, W)``, ``uint8`` (names in
+        ``policy.action_set.names``).
+    values : np.ndarray or None
+        Value map ``V(s_t)`` per step, ``(steps, H, W)`` float32, when ``return_values=True``.
+    """
+
+    image: np.ndarray
+    actions: np.ndarray
+    values: np.ndarray | None
+
+
+def list_policies() -> list[str]:
+    """Names of the policies shipped with the package (loadable by :func:`load_policy` by name)."""
+    if not WEIGHTS_DIR.is_dir():
+        return []
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+
+
+def load_policy(name_or_path: str | os.PathLike[str]) -> Policy:
+    """Load a shipped policy by name, or a policy file: our ``.safetensors`` or the authors' Chainer ``.npz``.
+
+    The file format is told apart by content, not by the file name's suffix.
+
+    Raises
+    ------
+    CheckpointError
+        If no shipped policy has that name and no readable policy file is at that path.
+    """
+    shipped = list_policies()
+    if str(name_or_path) in shipped:
+        return load_checkpoint(WEIGHTS_DIR / f"{name_or_path}.safetensors")
+    path = Path(name_or_path).expanduser()
+    if not path.exists():
+        available = ", ".join(shipped) if shipped else "none yet"
+        raise CheckpointError(
+            f"no policy named {str(name_or_path)!r} and no file at that path. Shipped policies: {available}; "
+            "or pass the path of a .safetensors checkpoint or of the authors' pretrained_<sigma>.npz."
+        )
+    if detect_format(path) == "chainer-npz":
+        return import_chainer_npz(path)
+    return load_checkpoint(path)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA, then Apple MPS, then CPU; any other value is passed to ``torch.device``."""
+    if str(device) != "auto":
+        try:
+            resolved = torch.device(device)
+        except RuntimeError as err:
+            raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") from err
+        if resolved.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but torch sees no CUDA GPU; use device='auto' or 'cpu'")
+        return resolved
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _check_image(image: np.ndarray) -> None:
+    kind = image.dtype.kind
+    if kind not in "uif":
+        hint = " (a mask? convert it with image.astype(np.float32))" if kind == "b" else ""
+        raise ValueError(f"restore needs a real-valued image (integer or float); got dtype {image.dtype}{hint}")
+    if image.ndim != 2:
+        looks_rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
+        what = "an RGB(A) image" if looks_rgb else f"a {image.ndim}-D array"
+        raise ValueError(
+            f"restore supports one 2-D grayscale image (H, W); got {what} of shape {image.shape}. "
+            "Pass one 2-D plane, e.g. image[0] for a stack or a single colour channel image[..., 0]."
+        )
+    if min(image.shape) < MIN_SIZE:
+        raise ValueError(f"image of shape {image.shape} is too small: PixelRL needs at least {MIN_SIZE}x{MIN_SIZE} pixels")
+    if kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(image)))
+        if bad:
+            raise ValueError(
+                f"image has {bad} NaN or infinite pixel(s); replace them first, e.g. np.nan_to_num(image)"
+            )
+
+
+def default_intensity_range(image: np.ndarray) -> tuple[float, float]:
+    """The ``(low, high)`` that :func:`restore` maps to [0, 1] by default (see the README's table)."""
+    if image.dtype == np.uint8:
+        return 0.0, 255.0
+    low, high = float(image.min()), float(image.max())
+    if image.dtype.kind == "f" and low >= 0.0 and high <= 1.0:
+        return 0.0, 1.0
+    return (low, high) if high > low else (low, low + 1.0)
+
+
+def restore(
+    image: np.ndarray,
+    policy: Policy,
+    *,
+    steps: int | None = None,
+    device: str | torch.device = "auto",
+    return_values: bool = False,
+    intensity_range: tuple[float, float] | None = None,
+) -> Restoration:
+    """Restore a 2-D grayscale image with a PixelRL policy (greedy actions, as at test time in the paper).
+
+    Parameters
+    ----------
+    image : np.ndarray
+        ``(H, W)`` image of any real dtype, finite, at least 3x3. Not modified.
+    policy : Policy
+        From :func:`load_policy`.
+    steps : int, optional
+        Episode length; default ``policy.steps`` (5 for denoising).
+    device : str or torch.device
+        ``"auto"`` (CUDA, MPS, CPU), ``"cpu"``, ``"cuda"``, ...
+    return_values : bool
+        Also compute the value branch and return the per-step value map.
+    intensity_range : (float, float), optional
+        Input values mapped to 0 and 1; default by dtype (uint8: (0, 255); floats within [0, 1]: (0, 1);
+        otherwise the image's min and max). The output is mapped back and clipped to this range.
+
+    Returns
+    -------
+    Restoration
+        Restored image (float32, input units), action maps ``(steps, H, W)`` and optional value maps.
+    """
+    config = InferenceConfig(steps=policy.steps if steps is None else steps, device=str(device),
+                             return_values=return_values)
+    image = np.asarray(image)
+    _check_image(image)
+    if not isinstance(config.steps, int) or config.steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {config.steps!r}")
+    low, high = default_intensity_range(image) if intensity_range is None else map(float, intensity_range)
+    if not high > low:
+        raise ValueError(f"intensity_range must have high > low, got ({low}, {high})")
+    scaled = ((image.astype(np.float64) - low) / (high - low)).astype(np.float32)
+
+    target = resolve_device(config.device)
+    model = policy.model.to(device=target, memory_format=torch.channels_last).eval()
+    with torch.inference_mode():
+        state = torch.from_numpy(scaled)[None, None].to(target).contiguous(memory_format=torch.channels_last)
+        episode = run_episode(model, state, policy.action_set, config.steps, with_value=config.return_values)
+        restored = episode.image[0, 0].cpu().numpy()
+        actions = episode.actions[:, 0].to(torch.uint8).cpu().numpy()
+        values = episode.values[:, 0].float().cpu().numpy() if episode.values is not None else None
+    restored = (restored.astype(np.float64) * (high - low) + low).astype(np.float32)
+    return Restoration(image=restored, actions=actions, values=values)
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """Scores of one image in :func:`evaluate`."""
+
+    name: str
+    psnr_noisy: float
+    psnr: float
+    ssim: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """All scores of :func:`evaluate`, with means."""
+
+    sigma: float
+    scores: list[ImageScore]
+
+    @property
+    def mean_psnr(self) -> float:
+        """Mean PSNR (dB) of the restored images."""
+        return float(np.mean([s.psnr for s in self.scores]))
+
+    @property
+    def mean_ssim(self) -> float:
+        """Mean SSIM of the restored images."""
+        return float(np.mean([s.ssim for s in self.scores]))
+
+    @property
+    def mean_seconds(self) -> float:
+        """Mean restore time per image, seconds."""
+        return float(np.mean([s.seconds for s in self.scores]))
+
+
+def as_unit_gray(image: np.ndarray, name: str) -> np.ndarray:
+    """A clean test image as float32 in [0, 1]: 8-bit grey divided by 255 (the paper's convention)."""
+    if image.dtype != np.uint8 or image.ndim != 2:
+        raise ValueError(f"{name}: evaluation needs 8-bit grayscale images, got {image.dtype} of shape {image.shape}")
+    return image.astype(np.float32) / 255.0
+
+
+def evaluate(
+    policy: Policy,
+    data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    sigma: float,
+    seed: int = 0,
+    steps: int | None = None,
+    device: str | torch.device = "auto",
+    limit: int | None = None,
+    on_image: Callable[[ImageScore], None] | None = None,
+) -> Evaluation:
+    """Add Gaussian noise to clean 8-bit grayscale images, restore them and score them with the paper's protocol.
+
+    Noise comes from ``numpy.random.default_rng(seed)``, drawn image by image in sorted file order, so a run is
+    reproducible and comparable with other methods on the same inputs.
+
+    Parameters
+    ----------
+    policy : Policy
+        The policy to evaluate.
+    data : path or sequence of paths
+        A folder of images (all image files in it) or a list of image files.
+    sigma : float
+        Noise standard deviation on the 0-255 scale.
+    seed : int
+        Noise seed.
+    steps, device
+        As in :func:`restore`.
+    limit : int, optional
+        Use only the first ``limit`` images.
+    on_image : callable, optional
+        Called with each image's :class:`ImageScore` as soon as it is done (for progress bars).
+    """
+    files = list_images(data) if isinstance(data, str | os.PathLike) else [Path(p) for p in data]
+    files = files[:limit] if limit is not None else files
+    if not files:
+        raise ValueError(f"no images found in {data}")
+    rng = np.random.default_rng(seed)
+    scores = []
+    for path in files:
+        clean = as_unit_gray(read_image(path), path.name)
+        noisy = add_gaussian_noise(clean, sigma, rng)
+        start = time.perf_counter()
+        restored = restore(noisy, policy, steps=steps, device=device, intensity_range=(0.0, 1.0)).image
+        seconds = time.perf_counter() - start
+        score = ImageScore(path.name, psnr(noisy, clean), psnr(restored, clean), ssim(restored, clean), seconds)
+        scores.append(score)
+        if on_image is not None:
+            on_image(score)
+    return Evaluation(sigma=sigma, scores=scores)

@@ -1,0 +1,211 @@
+"""Pixel-wise actions: pure, batched torch functions on ``(B, 1, H, W)`` float tensors.
+
+Each action maps the whole current image to a candidate image; every pixel then takes the candidate of its own
+action (:func:`apply_actions`). Only the filters that at least one pixel chose are computed.
+
+Border rule (OpenCV's defaults, which the paper's release used): the Gaussian, bilateral and box filters extend
+the image by reflection *without* repeating the edge pixel (``dcb|abcd|cba``, OpenCV's ``BORDER_REFLECT_101``,
+torch's ``"reflect"``); the median filter repeats the edge pixel (``aa|abcd|dd``, ``BORDER_REPLICATE``). With
+these rules the filters equal OpenCV's ``GaussianBlur``, ``bilateralFilter``, ``medianBlur`` and ``boxFilter``
+on float32 input everywhere, borders included, up to float rounding. Images must be at least 3x3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "DENOISE",
+    "Action",
+    "ActionSet",
+    "apply_actions",
+    "bilateral_filter",
+    "box_filter",
+    "gaussian_blur",
+    "get_action_set",
+    "median_blur",
+    "shift_intensity",
+]
+
+_RADIUS = 2  # every filter of the paper is 5x5
+
+
+def _check_image(image: torch.Tensor) -> None:
+    if image.ndim != 4 or image.shape[1] != 1:
+        raise ValueError(f"expected a (B, 1, H, W) tensor, got shape {tuple(image.shape)}")
+    if not image.is_floating_point():
+        raise TypeError(f"expected a floating-point tensor, got {image.dtype}")
+    if min(image.shape[-2:]) <= _RADIUS:
+        raise ValueError(f"the 5x5 filters need an image of at least 3x3 pixels, got {tuple(image.shape[-2:])}")
+
+
+def _pad(image: torch.Tensor, mode: str) -> torch.Tensor:
+    return F.pad(image, (_RADIUS, _RADIUS, _RADIUS, _RADIUS), mode=mode)
+
+
+def _neighbours(image: torch.Tensor, mode: str, offsets: list[tuple[int, int]]) -> torch.Tensor:
+    """Shifted views of ``image`` stacked on a new dim 0: ``out[k, ..., y, x] = image[..., y+dy_k, x+dx_k]``."""
+    padded = _pad(image, mode)
+    height, width = image.shape[-2:]
+    return torch.stack(
+        [padded[..., _RADIUS + dy : _RADIUS + dy + height, _RADIUS + dx : _RADIUS + dx + width] for dy, dx in offsets]
+    )
+
+
+def shift_intensity(image: torch.Tensor, delta: float) -> torch.Tensor:
+    """Add ``delta`` to every pixel (the paper's ±1/255 actions); no clipping."""
+    _check_image(image)
+    return image + delta
+
+
+def do_nothing(image: torch.Tensor) -> torch.Tensor:
+    """Identity action."""
+    _check_image(image)
+    return image
+
+
+def gaussian_kernel1d(sigma: float, size: int = 2 * _RADIUS + 1) -> torch.Tensor:
+    """Normalised sampled Gaussian of odd ``size`` (OpenCV's ``getGaussianKernel`` for ``sigma > 0``)."""
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    kernel = torch.exp(-(x**2) / (2 * sigma**2))
+    return kernel / kernel.sum()
+
+
+def _separable(image: torch.Tensor, kernel1d: torch.Tensor) -> torch.Tensor:
+    kernel1d = kernel1d.to(device=image.device, dtype=image.dtype)
+    padded = _pad(image, "reflect")
+    rows = F.conv2d(padded, kernel1d.view(1, 1, 1, -1))
+    return F.conv2d(rows, kernel1d.view(1, 1, -1, 1))
+
+
+def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """5x5 Gaussian blur with standard deviation ``sigma`` (pixels), reflect-101 border."""
+    _check_image(image)
+    return _separable(image, gaussian_kernel1d(sigma))
+
+
+def box_filter(image: torch.Tensor) -> torch.Tensor:
+    """5x5 mean filter, reflect-101 border."""
+    _check_image(image)
+    return _separable(image, torch.full((2 * _RADIUS + 1,), 1.0 / (2 * _RADIUS + 1), dtype=torch.float64))
+
+
+# OpenCV's bilateralFilter with d=5 samples a disk of radius 2: 13 offsets.
+_DISK = [(dy, dx) for dy in range(-_RADIUS, _RADIUS + 1) for dx in range(-_RADIUS, _RADIUS + 1) if dy * dy + dx * dx <= 4]
+
+
+def bilateral_filter(image: torch.Tensor, sigma_color: float, sigma_space: float) -> torch.Tensor:
+    """Bilateral filter on OpenCV's d=5 disk window (13 taps), reflect-101 border.
+
+    Weight of neighbour ``q`` of pixel ``p``: ``exp(-|p-q|² / (2 sigma_space²)) · exp(-(I_q - I_p)² / (2
+    sigma_color²))``, normalised over the window. ``sigma_color`` is in image units ([0, 1] scale).
+    """
+    _check_image(image)
+    neighbours = _neighbours(image, "reflect", _DISK)
+    spatial = torch.tensor(
+        [-(dy * dy + dx * dx) / (2 * sigma_space**2) for dy, dx in _DISK], dtype=image.dtype, device=image.device
+    ).view(-1, *([1] * image.ndim))
+    weights = torch.exp(spatial - (neighbours - image).square() / (2 * sigma_color**2))
+    return (weights * neighbours).sum(0) / weights.sum(0)
+
+
+def median_blur(image: torch.Tensor) -> torch.Tensor:
+    """5x5 median filter, replicate border (OpenCV's ``medianBlur``)."""
+    _check_image(image)
+    windows = _pad(image, "replicate").unfold(2, 5, 1).unfold(3, 5, 1)  # (B, 1, H, W, 5, 5)
+    return windows.reshape(*image.shape, 25).median(dim=-1).values
+
+
+@dataclass(frozen=True)
+class Action:
+    """One named action: a pure function from the current image to a candidate image."""
+
+    name: str
+    apply: Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ActionSet:
+    """An ordered set of actions; the index of an action is the policy's output channel."""
+
+    name: str
+    version: int
+    actions: tuple[Action, ...]
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    @property
+    def names(self) -> list[str]:
+        """Action names in channel order."""
+        return [action.name for action in self.actions]
+
+
+DENOISE = ActionSet(
+    name="denoise",
+    version=1,
+    actions=(
+        Action("pixel - 1", partial(shift_intensity, delta=-1.0 / 255.0)),
+        Action("do nothing", do_nothing),
+        Action("pixel + 1", partial(shift_intensity, delta=1.0 / 255.0)),
+        Action("gaussian sigma=0.5", partial(gaussian_blur, sigma=0.5)),
+        Action("bilateral sigma_c=0.1", partial(bilateral_filter, sigma_color=0.1, sigma_space=5.0)),
+        Action("median 5x5", median_blur),
+        Action("gaussian sigma=1.5", partial(gaussian_blur, sigma=1.5)),
+        Action("bilateral sigma_c=1.0", partial(bilateral_filter, sigma_color=1.0, sigma_space=5.0)),
+        Action("box 5x5", box_filter),
+    ),
+)
+"""The paper's nine denoising actions (index = policy channel)."""
+
+_ACTION_SETS = {DENOISE.name: DENOISE}
+
+
+def get_action_set(name: str, version: int) -> ActionSet:
+    """Look up a registered action set by name and version, with a clear error for unknown ones."""
+    found = _ACTION_SETS.get(name)
+    if found is None or found.version != version:
+        known = ", ".join(f"{s.name!r} v{s.version}" for s in _ACTION_SETS.values())
+        raise ValueError(
+            f"unknown action set {name!r} version {version}; this napari-pixelrl knows {known}. "
+            "The checkpoint may need a newer napari-pixelrl."
+        )
+    return found
+
+
+def apply_actions(image: torch.Tensor, action_map: torch.Tensor, action_set: ActionSet) -> torch.Tensor:
+    """Give every pixel the result of its own action.
+
+    Parameters
+    ----------
+    image : torch.Tensor
+        Current state, ``(B, 1, H, W)`` float.
+    action_map : torch.Tensor
+        Action index per pixel, ``(B, H, W)`` integer, values in ``[0, len(action_set))``.
+    action_set : ActionSet
+        The actions the indices refer to.
+
+    Returns
+    -------
+    torch.Tensor
+        Next state, ``(B, 1, H, W)``: ``out[b, 0, y, x] = action_set[action_map[b, y, x]](image)[b, 0, y, x]``.
+        Candidates are computed only for the actions that appear in ``action_map``.
+    """
+    _check_image(image)
+    if action_map.shape != (image.shape[0], *image.shape[2:]):
+        raise ValueError(f"action_map shape {tuple(action_map.shape)} does not match image {tuple(image.shape)}")
+    chosen = torch.unique(action_map).tolist()
+    if chosen[0] < 0 or chosen[-1] >= len(action_set):
+        raise ValueError(f"action indices must lie in [0, {len(action_set)}), got {chosen[0]}..{chosen[-1]}")
+    if len(chosen) == 1:
+        return action_set.actions[chosen[0]].apply(image)
+    candidates = torch.stack([action_set.actions[a].apply(image) for a in chosen])  # (K, B, 1, H, W)
+    slot = torch.full((len(action_set),), -1, dtype=torch.long, device=image.device)
+    slot[chosen] = torch.arange(len(chosen), device=image.device)
+    index = slot[action_map.long()].unsqueeze(1).unsqueeze(0)  # (1, B, 1, H, W)
+    return candidates.gather(0, index).squeeze(0)

@@ -1,0 +1,119 @@
+"""One PixelRL episode: T steps of state -> policy -> per-pixel actions -> next state.
+
+As in the paper, the state is not clipped during the episode; only the final image is clipped to [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import torch
+
+from .actions import ActionSet, apply_actions
+from .model import PixelRLNet
+
+__all__ = ["Episode", "Step", "choose_actions", "episode_steps", "run_episode"]
+
+
+class Step(NamedTuple):
+    """One step ``t`` of an episode, for a batch of images."""
+
+    t: int
+    """Step index, 0-based."""
+    state: torch.Tensor
+    """State after the step, ``s_{t+1}``, ``(B, 1, H, W)``, not clipped."""
+    actions: torch.Tensor
+    """Action chosen per pixel in ``s_t``, ``(B, H, W)`` int64."""
+    value: torch.Tensor | None
+    """Value ``V(s_t)`` per pixel, ``(B, H, W)``, or ``None`` when not requested."""
+
+
+class Episode(NamedTuple):
+    """A whole episode of ``T`` steps for a batch of ``B`` images."""
+
+    image: torch.Tensor
+    """Final state clipped to [0, 1], ``(B, 1, H, W)``."""
+    actions: torch.Tensor
+    """Action maps, ``(T, B, H, W)`` int64."""
+    values: torch.Tensor | None
+    """Value maps ``V(s_t)``, ``(T, B, H, W)``, or ``None``."""
+
+
+def choose_actions(logits: torch.Tensor, greedy: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-pixel action from policy logits ``(B, A, H, W)``: argmax, or a sample from softmax(logits).
+
+    Sampling uses the Gumbel-max trick, ``argmax(logits + Gumbel noise)``, which draws exactly from the softmax
+    distribution and stays on the logits' device.
+    """
+    if greedy:
+        return logits.argmax(dim=1)
+    uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+    gumbel = -torch.log(-torch.log(uniform.clamp_min(torch.finfo(logits.dtype).tiny)))
+    return (logits + gumbel).argmax(dim=1)
+
+
+def episode_steps(
+    model: PixelRLNet,
+    image: torch.Tensor,
+    action_set: ActionSet,
+    steps: int,
+    *,
+    greedy: bool = True,
+    with_value: bool = False,
+    generator: torch.Generator | None = None,
+) -> Iterator[Step]:
+    """Run an episode one step at a time, yielding after each step (so callers can report progress or stop).
+
+    Parameters
+    ----------
+    model : PixelRLNet
+        Network on the same device as ``image``.
+    image : torch.Tensor
+        Initial state ``s_0`` (e.g. the noisy image in [0, 1]), ``(B, 1, H, W)`` float.
+    action_set : ActionSet
+        Actions that the policy's output channels stand for.
+    steps : int
+        Episode length T.
+    greedy : bool
+        Argmax of the policy (inference) or sampling from it (training).
+    with_value : bool
+        Also compute the value branch and report ``V(s_t)``.
+    generator : torch.Generator, optional
+        Random source for sampling.
+    """
+    if len(action_set) != model.config.n_actions:
+        raise ValueError(f"model has {model.config.n_actions} action channels, action set has {len(action_set)}")
+    state, hidden = image, None
+    for t in range(steps):
+        out = model(state, hidden, with_value=with_value)
+        actions = choose_actions(out.logits, greedy, generator)
+        value = out.value[:, 0] if out.value is not None else None
+        state, hidden = apply_actions(state, actions, action_set), out.hidden
+        yield Step(t, state, actions, value)
+
+
+def run_episode(
+    model: PixelRLNet,
+    image: torch.Tensor,
+    action_set: ActionSet,
+    steps: int,
+    *,
+    greedy: bool = True,
+    with_value: bool = False,
+    generator: torch.Generator | None = None,
+) -> Episode:
+    """Run a whole episode (see :func:`episode_steps`) and return the clipped final image and all maps."""
+    state, actions, values = image, [], []
+    for step in episode_steps(
+        model, image, action_set, steps, greedy=greedy, with_value=with_value, generator=generator
+    ):
+        state = step.state
+        actions.append(step.actions)
+        if step.value is not None:
+            values.append(step.value)
+    return Episode(
+        image=state.clamp(0.0, 1.0),
+        actions=torch.stack(actions) if actions else image.new_zeros((0, image.shape[0], *image.shape[2:]), dtype=torch.long),
+        values=torch.stack(values) if with_value and values else None,
+    )
