@@ -22,6 +22,7 @@ import torch
 from .core.checkpoint import CheckpointError, Policy, detect_format, import_chainer_npz, load_checkpoint
 from .core.config import InferenceConfig
 from .core.io import list_images, read_image
+from .core.memory import reuse_large_buffers
 from .core.metrics import psnr, ssim
 from .core.noise import add_gaussian_noise
 from .core.rollout import run_episode
@@ -188,6 +189,8 @@ def restore(
     scaled = ((image.astype(np.float64) - low) / (high - low)).astype(np.float32)
 
     target = resolve_device(config.device)
+    if target.type == "cpu":
+        reuse_large_buffers()
     model = policy.model.to(device=target, memory_format=torch.channels_last).eval()
     with torch.inference_mode():
         state = torch.from_numpy(scaled)[None, None].to(target).contiguous(memory_format=torch.channels_last)

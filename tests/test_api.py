@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_policy
+from napari_pixelrl import api
+from napari_pixelrl.core.checkpoint import CheckpointError, save_checkpoint
+
+DO_NOTHING = 1
+BOX = 8
+
+
+def test_restore_returns_image_action_and_value_maps():
+    policy = make_policy()
+    noisy = np.random.default_rng(0).random((20, 24)).astype(np.float32)
+    result = api.restore(noisy, policy, steps=4, return_values=True, device="cpu")
+    assert result.image.shape == (20, 24) and result.image.dtype == np.float32
+    assert result.actions.shape == (4, 20, 24) and result.actions.dtype == np.uint8
+    assert result.values.shape == (4, 20, 24) and result.values.dtype == np.float32
+    assert result.actions.max() < 9
+    assert api.restore(noisy, policy).values is None
+    assert api.restore(noisy, policy).actions.shape[0] == policy.steps
+
+
+def test_uint8_is_divided_by_255_and_mapped_back():
+    image = np.random.default_rng(1).integers(0, 256, (16, 16), dtype=np.uint8)
+    result = api.restore(image, make_policy(fixed_action=DO_NOTHING))
+    np.testing.assert_allclose(result.image, image.astype(np.float32), atol=1e-4)
+    assert np.all(result.actions == DO_NOTHING)
+
+
+def test_uint16_uses_the_image_range_and_box_filter_result_is_in_input_units():
+    image = np.random.default_rng(2).integers(1000, 5000, (12, 12)).astype(np.uint16)
+    result = api.restore(image, make_policy(fixed_action=BOX), steps=1)
+    low, high = float(image.min()), float(image.max())
+    scaled = torch.from_numpy((image - low) / (high - low))[None, None]
+    expected = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(scaled, (2,) * 4, mode="reflect"), 5, 1)
+    np.testing.assert_allclose(result.image, expected[0, 0].numpy() * (high - low) + low, rtol=1e-5)
+
+
+def test_explicit_intensity_range_and_clipping():
+    image = np.full((8, 8), 4095, dtype=np.uint16)
+    result = api.restore(image, make_policy(fixed_action=2), steps=3, intensity_range=(0, 4095))
+    assert result.image.max() == 4095.0  # "+1" three times, clipped to the top of the range
+
+
+def test_float_in_unit_range_is_unchanged_by_do_nothing():
+    image = np.random.default_rng(3).random((9, 9))
+    result = api.restore(image, make_policy(fixed_action=DO_NOTHING))
+    np.testing.assert_allclose(result.image, image, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (np.array([[np.nan] * 5] * 5, np.float32), "NaN or infinite"),
+        (np.where(np.eye(5) > 0, np.inf, 0.5), "NaN or infinite"),
+        (np.zeros((0, 5), np.float32), "too small"),
+        (np.zeros((2, 40), np.float32), "too small"),
+        (np.zeros((3, 16, 16), np.float32), "3-D array"),
+        (np.zeros((2, 2, 16, 16), np.float32), "4-D array"),
+        (np.zeros((16, 16, 3), np.uint8), "RGB"),
+        (np.zeros((16, 16), bool), "real-valued"),
+        (np.zeros((16, 16), np.complex64), "real-valued"),
+        (np.array([["a"] * 4] * 4), "real-valued"),
+    ],
+)
+def test_bad_images_raise_clear_errors_and_stay_untouched(image, message):
+    before = image.copy()
+    with pytest.raises(ValueError, match=message):
+        api.restore(image, make_policy())
+    np.testing.assert_array_equal(image, before)
+
+
+def test_input_is_never_modified():
+    image = np.random.default_rng(4).random((10, 10)).astype(np.float32)
+    before = image.copy()
+    api.restore(image, make_policy(fixed_action=BOX))
+    np.testing.assert_array_equal(image, before)
+
+
+def test_bad_steps_and_device_are_rejected():
+    image = np.zeros((8, 8), np.float32)
+    with pytest.raises(ValueError, match="steps"):
+        api.restore(image, make_policy(), steps=0)
+    with pytest.raises(ValueError, match="unknown device"):
+        api.restore(image, make_policy(), device="tpu9")
+    with pytest.raises(ValueError, match="intensity_range"):
+        api.restore(image, make_policy(), intensity_range=(1, 1))
+
+
+def test_auto_device_falls_back_to_cpu_without_accelerators(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert api.resolve_device("auto") == torch.device("cpu")
+
+
+def test_load_policy_tells_formats_apart_by_content(tmp_path):
+    policy = make_policy(seed=2)
+    path = save_checkpoint(policy, tmp_path / "odd_name.npz")  # safetensors content, misleading suffix
+    loaded = api.load_policy(path)
+    image = np.random.default_rng(5).random((12, 12)).astype(np.float32)
+    np.testing.assert_array_equal(api.restore(image, loaded).image, api.restore(image, policy).image)
+
+
+def test_load_policy_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="no policy named 'gaussian-99'"):
+        api.load_policy("gaussian-99")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="neither"):
+        api.load_policy(bad)
+
+
+def test_list_policies_lists_shipped_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(api, "WEIGHTS_DIR", tmp_path)
+    assert api.list_policies() == []
+    save_checkpoint(make_policy(), tmp_path / "tiny.safetensors")
+    assert api.list_policies() == ["tiny"]
+    assert api.load_policy("tiny").model.config.width == 8
