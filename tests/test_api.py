@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_policy
+
 from napari_pixelrl import api
 from napari_pixelrl.core.checkpoint import CheckpointError, save_checkpoint
 
@@ -120,3 +120,14 @@ def test_list_policies_lists_shipped_weights(tmp_path, monkeypatch):
     save_checkpoint(make_policy(), tmp_path / "tiny.safetensors")
     assert api.list_policies() == ["tiny"]
     assert api.load_policy("tiny").model.config.width == 8
+
+
+def test_bfloat16_network_keeps_float32_state_and_nearly_the_same_actions():
+    policy = make_policy(seed=4, width=16)
+    image = np.random.default_rng(6).random((24, 24)).astype(np.float32)
+    exact = api.restore(image, policy, device="cpu")
+    fast = api.restore(image, policy, device="cpu", precision="bfloat16")
+    assert fast.image.dtype == np.float32
+    assert np.mean(fast.actions == exact.actions) > 0.9
+    with pytest.raises(ValueError, match="precision must be one of"):
+        api.restore(image, policy, precision="float8")

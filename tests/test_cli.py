@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 import tifffile
+from conftest import make_policy
 from PIL import Image
 
-from conftest import make_policy
 from napari_pixelrl import api, cli
 from napari_pixelrl.core.checkpoint import save_checkpoint
 

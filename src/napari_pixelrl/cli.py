@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from . import __version__, api
 from .core.checkpoint import CheckpointError
+from .core.config import PRECISIONS
 from .core.io import read_image, write_tiff
 
 
@@ -21,7 +22,9 @@ def _restore(args: argparse.Namespace) -> int:
     failures = 0
     for path in tqdm([Path(p) for p in args.inputs], desc="restoring", unit="image"):
         try:
-            result = api.restore(read_image(path), policy, steps=args.steps, device=args.device)
+            result = api.restore(
+                read_image(path), policy, steps=args.steps, device=args.device, precision=args.precision
+            )
         except (OSError, ValueError) as err:
             tqdm.write(f"skipped {path}: {err}")
             failures += 1
@@ -40,11 +43,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     def report(score: api.ImageScore) -> None:
         bar.update()
         if args.verbose:
-            tqdm.write(f"{score.name:>24}  noisy {score.psnr_noisy:6.2f} dB  restored {score.psnr:6.2f} dB  "
-                       f"SSIM {score.ssim:.4f}  {score.seconds:6.2f} s")
+            tqdm.write(
+                f"{score.name:>24}  noisy {score.psnr_noisy:6.2f} dB  restored {score.psnr:6.2f} dB  "
+                f"SSIM {score.ssim:.4f}  {score.seconds:6.2f} s"
+            )
 
-    result = api.evaluate(policy, args.data, sigma=args.sigma, seed=args.seed, steps=args.steps,
-                          device=args.device, limit=args.limit, on_image=report)
+    result = api.evaluate(
+        policy,
+        args.data,
+        sigma=args.sigma,
+        seed=args.seed,
+        steps=args.steps,
+        device=args.device,
+        limit=args.limit,
+        precision=args.precision,
+        on_image=report,
+    )
     bar.close()
     noisy = float(np.mean([s.psnr_noisy for s in result.scores]))
     print(f"policy {policy.name}  sigma {args.sigma:g}  seed {args.seed}  images {len(result.scores)}")
@@ -61,10 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--policy", required=True,
-                         help="shipped policy name, .safetensors checkpoint, or the authors' pretrained_<sigma>.npz")
+        sub.add_argument(
+            "--policy",
+            required=True,
+            help="shipped policy name, .safetensors checkpoint, or the authors' pretrained_<sigma>.npz",
+        )
         sub.add_argument("--steps", type=int, default=None, help="episode length (default: the policy's, 5)")
         sub.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N or mps")
+        sub.add_argument(
+            "--precision",
+            default="float32",
+            choices=sorted(PRECISIONS),
+            help="network arithmetic: float32 (exact) or bfloat16 (faster on CPUs with native bf16)",
+        )
 
     restore = commands.add_parser("restore", help="restore 2-D grayscale images and write their action maps")
     restore.add_argument("inputs", nargs="+", metavar="IN", help="image files (TIFF, PNG, JPEG, BMP)")

@@ -6,8 +6,8 @@ import struct
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_policy
+
 from napari_pixelrl.core import checkpoint
 from napari_pixelrl.core.checkpoint import (
     CheckpointError,

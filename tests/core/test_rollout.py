@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
 from conftest import make_policy
+
 from napari_pixelrl.core.actions import DENOISE, apply_actions
 from napari_pixelrl.core.rollout import choose_actions, episode_steps, run_episode
 

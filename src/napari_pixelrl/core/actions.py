@@ -96,7 +96,9 @@ def box_filter(image: torch.Tensor) -> torch.Tensor:
 
 
 # OpenCV's bilateralFilter with d=5 samples a disk of radius 2: 13 offsets.
-_DISK = [(dy, dx) for dy in range(-_RADIUS, _RADIUS + 1) for dx in range(-_RADIUS, _RADIUS + 1) if dy * dy + dx * dx <= 4]
+_DISK = [
+    (dy, dx) for dy in range(-_RADIUS, _RADIUS + 1) for dx in range(-_RADIUS, _RADIUS + 1) if dy * dy + dx * dx <= 4
+]
 
 
 def bilateral_filter(image: torch.Tensor, sigma_color: float, sigma_space: float) -> torch.Tensor:

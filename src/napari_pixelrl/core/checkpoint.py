@@ -86,8 +86,11 @@ def _header(policy: Policy) -> dict[str, Any]:
         "package_version": __version__,
         "name": policy.name,
         "model": policy.model.config.to_dict(),
-        "action_set": {"name": policy.action_set.name, "version": policy.action_set.version,
-                       "actions": policy.action_set.names},
+        "action_set": {
+            "name": policy.action_set.name,
+            "version": policy.action_set.version,
+            "actions": policy.action_set.names,
+        },
         "steps": policy.steps,
         "noise_model": policy.noise_model.to_dict(),
         "training": policy.training,
@@ -176,7 +179,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Policy:
     try:
         with safe_open(path, framework="pt") as file:
             raw_meta = file.metadata() or {}
-            state = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118 (not a dict)
+            state = {key: file.get_tensor(key) for key in file.keys()}
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path} is corrupt or truncated ({err}); save or download it again") from err
     if _METADATA_KEY not in raw_meta:
@@ -277,11 +280,14 @@ def import_chainer_npz(path: str | os.PathLike[str], sigma: float | None = None)
         )
     first, head = arrays["conv1/W"], arrays["conv8_pi/model/W"]
     config = ModelConfig(
-        in_channels=first.shape[1], width=first.shape[0], n_actions=head.shape[0],
+        in_channels=first.shape[1],
+        width=first.shape[0],
+        n_actions=head.shape[0],
         reward_filter_size=arrays["conv_R/W"].shape[-1],
     )
-    state = {ours: torch.from_numpy(np.asarray(arrays[theirs], dtype=np.float32)) for theirs, ours in
-             _CHAINER_KEYS.items()}
+    state = {
+        ours: torch.from_numpy(np.asarray(arrays[theirs], dtype=np.float32)) for theirs, ours in _CHAINER_KEYS.items()
+    }
     if sigma is None:
         suffix = path.stem.rsplit("_", 1)[-1]
         sigma = float(suffix) if suffix.isdigit() else None

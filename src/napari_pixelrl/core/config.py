@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import torch
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -49,6 +51,9 @@ class ModelConfig:
         return cls(**data)
 
 
+PRECISIONS: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16}
+
+
 @dataclass(frozen=True)
 class InferenceConfig:
     """How a policy is run on an image."""
@@ -59,6 +64,20 @@ class InferenceConfig:
     """``"auto"`` (CUDA, then MPS, then CPU), or any ``torch.device`` string."""
     return_values: bool = False
     """Also run the value branch and return the per-step value map."""
+    precision: str = "float32"
+    """Arithmetic of the network: ``"float32"`` (exact, the default) or ``"bfloat16"`` (autocast; about 1.7x
+    faster on CPUs with native bfloat16 such as recent AMD EPYC / Intel Xeon, not bit-exact)."""
+
+    def __post_init__(self) -> None:
+        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+
+    @property
+    def network_dtype(self) -> torch.dtype | None:
+        """Autocast dtype for the network, or ``None`` for plain float32."""
+        return PRECISIONS[self.precision]
 
 
 @dataclass(frozen=True)

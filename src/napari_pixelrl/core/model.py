@@ -36,7 +36,9 @@ class ConvGRU(nn.Module):
 
     def __init__(self, width: int) -> None:
         super().__init__()
-        self.W_z, self.U_z, self.W_r, self.U_r, self.W, self.U = (_dilated(width, width, 1, bias=False) for _ in range(6))
+        self.W_z, self.U_z, self.W_r, self.U_r, self.W, self.U = (
+            _dilated(width, width, 1, bias=False) for _ in range(6)
+        )
 
     def forward(self, x: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
         """One GRU update of hidden state ``h`` (``(B, C, H, W)`` or ``None``) from input ``x``."""
