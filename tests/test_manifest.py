@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 from npe2 import PluginManifest
@@ -19,3 +22,22 @@ def test_installed_distribution_exposes_the_manifest():
     manifest = PluginManifest.from_distribution("napari-pixelrl")
     assert manifest.name == "napari-pixelrl"
     assert manifest.package_metadata.version
+
+
+def test_wheel_contains_the_manifest_as_a_real_file(tmp_path):
+    """The package-level symlink to napari.yaml must be dereferenced into the wheel (npe2 reads it there)."""
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    (wheel,) = tmp_path.glob("napari_pixelrl-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        manifest = archive.read("napari_pixelrl/napari.yaml").decode()
+        entry_points = archive.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    (tmp_path / "napari.yaml").write_text(manifest)
+    assert PluginManifest.from_file(tmp_path / "napari.yaml").name == "napari-pixelrl"
+    assert "napari-pixelrl = napari_pixelrl:napari.yaml" in entry_points
+    assert "napari-pixelrl = napari_pixelrl.cli:main" in entry_points

@@ -25,7 +25,7 @@ from .core.io import list_images, read_image
 from .core.memory import reuse_large_buffers
 from .core.metrics import psnr, ssim
 from .core.noise import add_gaussian_noise
-from .core.rollout import run_episode
+from .core.rollout import collect_episode, episode_steps
 
 __all__ = [
     "Evaluation",
@@ -200,13 +200,15 @@ def restore(
     model = policy.model.to(device=target, memory_format=torch.channels_last).eval()
     with torch.inference_mode():
         state = torch.from_numpy(scaled)[None, None].to(target).contiguous(memory_format=torch.channels_last)
-        episode = run_episode(
-            model,
-            state,
-            policy.action_set,
-            config.steps,
-            with_value=config.return_values,
-            network_dtype=config.network_dtype,
+        episode = collect_episode(
+            episode_steps(
+                model,
+                state,
+                policy.action_set,
+                config.steps,
+                with_value=config.return_values,
+                network_dtype=config.network_dtype,
+            )
         )
         restored = episode.image[0, 0].cpu().numpy()
         actions = episode.actions[:, 0].to(torch.uint8).cpu().numpy()

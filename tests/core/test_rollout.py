@@ -5,7 +5,11 @@ import torch
 from conftest import make_policy
 
 from napari_pixelrl.core.actions import DENOISE, apply_actions
-from napari_pixelrl.core.rollout import choose_actions, episode_steps, run_episode
+from napari_pixelrl.core.rollout import choose_actions, collect_episode, episode_steps
+
+
+def run_episode(*args, **kwargs):
+    return collect_episode(episode_steps(*args, **kwargs))
 
 
 def test_episode_returns_maps_for_every_step():

@@ -5,7 +5,7 @@ As in the paper, the state is not clipped during the episode; only the final ima
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from typing import NamedTuple
 
@@ -14,7 +14,7 @@ import torch
 from .actions import ActionSet, apply_actions
 from .model import PixelRLNet
 
-__all__ = ["Episode", "Step", "choose_actions", "episode_steps", "run_episode"]
+__all__ = ["Episode", "Step", "choose_actions", "collect_episode", "episode_steps"]
 
 
 class Step(NamedTuple):
@@ -99,37 +99,20 @@ def episode_steps(
         yield Step(t, state, actions, value)
 
 
-def run_episode(
-    model: PixelRLNet,
-    image: torch.Tensor,
-    action_set: ActionSet,
-    steps: int,
-    *,
-    greedy: bool = True,
-    with_value: bool = False,
-    generator: torch.Generator | None = None,
-    network_dtype: torch.dtype | None = None,
-) -> Episode:
-    """Run a whole episode (see :func:`episode_steps`) and return the clipped final image and all maps."""
-    if steps < 1:
-        raise ValueError(f"an episode needs at least one step, got steps={steps}")
-    state, actions, values = image, [], []
-    for step in episode_steps(
-        model,
-        image,
-        action_set,
-        steps,
-        greedy=greedy,
-        with_value=with_value,
-        generator=generator,
-        network_dtype=network_dtype,
-    ):
-        state = step.state
+def collect_episode(steps: Iterable[Step]) -> Episode:
+    """Run the steps of :func:`episode_steps` to the end; return the clipped final image and all maps.
+
+    Example: ``collect_episode(episode_steps(model, noisy, DENOISE, 5))``.
+    """
+    final, actions, values = None, [], []
+    for step in steps:
+        final = step.state
         actions.append(step.actions)
-        if step.value is not None:
-            values.append(step.value)
+        values.append(step.value)
+    if final is None:
+        raise ValueError("an episode needs at least one step")
     return Episode(
-        image=state.clamp(0.0, 1.0),
+        image=final.clamp(0.0, 1.0),
         actions=torch.stack(actions),
-        values=torch.stack(values) if with_value else None,
+        values=None if values[0] is None else torch.stack(values),
     )
