@@ -69,6 +69,9 @@ def main() -> None:
     ours_v = min(
         timed(lambda: api.restore(noisy, policy, device="cpu", return_values=True))[1] for _ in range(args.repeats)
     )
+    ours_bf16 = min(
+        timed(lambda: api.restore(noisy, policy, device="cpu", precision="bfloat16"))[1] for _ in range(args.repeats)
+    )
     print(
         f"512x512 camera + Gaussian σ={args.sigma:g}, 5 steps, {weights}, best of {args.repeats}; machine: {machine()}"
     )
@@ -79,6 +82,7 @@ def main() -> None:
         ("PixelRL straightforward (NCHW, all filters, value branch)", plain),
         ("PixelRL api.restore (policy path)", ours),
         ("PixelRL api.restore, return_values=True", ours_v),
+        ("PixelRL api.restore, precision='bfloat16'", ours_bf16),
     ):
         print(f"| {name} | {seconds:.2f} | {seconds / bm3d_s:.2f} |")
 

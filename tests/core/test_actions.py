@@ -141,3 +141,19 @@ def test_bad_inputs_are_rejected_clearly():
         apply_actions(torch.zeros(1, 1, 4, 4), torch.full((1, 4, 4), 9), DENOISE)
     with pytest.raises(ValueError, match="unknown action set"):
         get_action_set("colour", 1)
+
+
+def test_median_handles_ties_and_constant_regions_exactly():
+    image = np.random.default_rng(6).integers(0, 3, (17, 19)).astype(np.float32)
+    image[:6, :6] = 2.0
+    np.testing.assert_array_equal(median_blur(_torch(image))[0, 0].numpy(), cv2.medianBlur(image, 5))
+
+
+def test_median_network_is_a_median_for_every_position_of_the_middle_value():
+    # Each of the 25 inputs in turn holds the median (12 smaller, 12 larger values around it).
+    values = torch.arange(25, dtype=torch.float32)
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        order = torch.from_numpy(rng.permutation(25))
+        windows = values[order].view(1, 1, 5, 5)
+        assert median_blur(windows)[0, 0, 2, 2].item() == 12.0

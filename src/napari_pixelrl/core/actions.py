@@ -116,11 +116,72 @@ def bilateral_filter(image: torch.Tensor, sigma_color: float, sigma_space: float
     return (weights * neighbours).sum(0) / weights.sum(0)
 
 
+def _odd_even_merge_sort(n: int) -> list[tuple[int, int]]:
+    """Batcher's odd-even merge sorting network on ``n`` (a power of two) wires, as (low, high) comparators."""
+    comparators = []
+    p = 1
+    while p < n:
+        k = p
+        while k >= 1:
+            for j in range(k % p, n - k, 2 * k):
+                for i in range(min(k, n - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        comparators.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return comparators
+
+
+def _median_network(n: int) -> tuple[list[tuple[int, int, bool, bool]], int]:
+    """A comparator network that leaves the median of ``n`` (odd) values on one wire.
+
+    Starts from a sorting network on the next power of two, with the extra wires holding +inf; drops the
+    comparators that +inf makes trivial, then, working backwards from the median's wire, every comparator (or
+    half of one: its min or its max) that cannot reach it. For n = 25: 113 comparators, 202 min/max operations.
+    Returns ``(low, high, keep_min, keep_max)`` comparators and the wire that ends with the median.
+    """
+    size = 1 << (n - 1).bit_length()
+    infinite = [wire >= n for wire in range(size)]
+    label = list(range(size))  # physical wire currently holding each network position
+    comparators = []
+    for low, high in _odd_even_merge_sort(size):
+        if infinite[high]:
+            continue  # max(x, +inf) is already in place
+        if infinite[low]:  # min(+inf, x) = x: a swap, done by relabelling
+            label[low], label[high] = label[high], label[low]
+            infinite[low], infinite[high] = False, True
+            continue
+        comparators.append((label[low], label[high]))
+    median_wire = label[n // 2]
+    needed, kept = {median_wire}, []
+    for low, high in reversed(comparators):
+        keep_min, keep_max = low in needed, high in needed
+        if keep_min or keep_max:
+            kept.append((low, high, keep_min, keep_max))
+            needed |= {low, high}
+    return kept[::-1], median_wire
+
+
+_MEDIAN25, _MEDIAN25_WIRE = _median_network(25)
+
+
 def median_blur(image: torch.Tensor) -> torch.Tensor:
-    """5x5 median filter, replicate border (OpenCV's ``medianBlur``)."""
+    """5x5 median filter, replicate border (OpenCV's ``medianBlur``).
+
+    Uses a min/max selection network over the 25 shifted views (exact: it only moves values), about ten times
+    faster on a CPU than sorting every window.
+    """
     _check_image(image)
-    windows = _pad(image, "replicate").unfold(2, 5, 1).unfold(3, 5, 1)  # (B, 1, H, W, 5, 5)
-    return windows.reshape(*image.shape, 25).median(dim=-1).values
+    padded = _pad(image, "replicate")
+    height, width = image.shape[-2:]
+    wires = [padded[..., dy : dy + height, dx : dx + width] for dy in range(5) for dx in range(5)]
+    for low, high, keep_min, keep_max in _MEDIAN25:
+        a, b = wires[low], wires[high]
+        if keep_min:
+            wires[low] = torch.minimum(a, b)
+        if keep_max:
+            wires[high] = torch.maximum(a, b)
+    return wires[_MEDIAN25_WIRE].contiguous()
 
 
 @dataclass(frozen=True)
