@@ -23,7 +23,8 @@ def conv3x3(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, dilation
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    with np.errstate(over="ignore"):  # exp overflows to inf for very negative x: the sigmoid is then 0
+        return 1.0 / (1.0 + np.exp(-x))
 
 
 def policy_step(w: dict[str, np.ndarray], image: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

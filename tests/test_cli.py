@@ -27,6 +27,8 @@ def test_restore_writes_restored_image_and_action_map(tmp_path, capsys):
     expected = api.restore(np.asarray(Image.open(inputs[0])), make_policy())
     np.testing.assert_array_equal(restored, expected.image)
     np.testing.assert_array_equal(actions, expected.actions)
+    with tifffile.TiffFile(tmp_path / "out" / "img0_actions.tif") as tif:  # a stack of planes, not an RGB image
+        assert len(tif.pages) == expected.actions.shape[0]
     assert "do nothing" in capsys.readouterr().out
 
 

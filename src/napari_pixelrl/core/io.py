@@ -33,8 +33,8 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def write_tiff(path: str | Path, data: np.ndarray) -> Path:
-    """Write ``data`` as a TIFF, creating the parent folder."""
+    """Write ``data`` as a grayscale TIFF (a 3-D array is a stack of planes, never RGB), creating the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(path, data)
+    tifffile.imwrite(path, data, photometric="minisblack")
     return path
