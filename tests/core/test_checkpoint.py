@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import make_policy
 
+from napari_pixelrl import api
 from napari_pixelrl.core import checkpoint
 from napari_pixelrl.core.checkpoint import (
     CheckpointError,
@@ -124,3 +125,13 @@ def test_truncated_npz_is_rejected(tmp_path):
     (tmp_path / "p.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
         import_chainer_npz(tmp_path / "p.npz")
+
+
+def test_policy_used_for_restore_saves_and_reloads_identically(tmp_path):
+    policy = make_policy(seed=6)
+    image = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+    before = api.restore(image, policy, device="cpu")  # leaves the model in channels_last layout
+    loaded = load_checkpoint(save_checkpoint(policy, tmp_path / "p.safetensors"))
+    after = api.restore(image, loaded, device="cpu")
+    np.testing.assert_array_equal(after.image, before.image)
+    np.testing.assert_array_equal(after.actions, before.actions)

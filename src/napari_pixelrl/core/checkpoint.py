@@ -116,6 +116,8 @@ def save_checkpoint(policy: Policy, path: str | os.PathLike[str]) -> Path:
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={_METADATA_KEY: header})
+        with open(tmp, "rb") as written:  # on disk before the rename makes it visible
+            os.fsync(written.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
