@@ -26,6 +26,7 @@ __all__ = [
     "apply_actions",
     "bilateral_filter",
     "box_filter",
+    "do_nothing",
     "gaussian_blur",
     "get_action_set",
     "median_blur",
@@ -48,13 +49,13 @@ def _pad(image: torch.Tensor, mode: str) -> torch.Tensor:
     return F.pad(image, (_RADIUS, _RADIUS, _RADIUS, _RADIUS), mode=mode)
 
 
-def _neighbours(image: torch.Tensor, mode: str, offsets: list[tuple[int, int]]) -> torch.Tensor:
-    """Shifted views of ``image`` stacked on a new dim 0: ``out[k, ..., y, x] = image[..., y+dy_k, x+dx_k]``."""
+def _shifted(image: torch.Tensor, mode: str, offsets: list[tuple[int, int]]) -> list[torch.Tensor]:
+    """Views of ``image`` shifted by each offset, border by ``mode``: ``out[k][..., y, x] = image[..., y+dy, x+dx]``."""
     padded = _pad(image, mode)
     height, width = image.shape[-2:]
-    return torch.stack(
-        [padded[..., _RADIUS + dy : _RADIUS + dy + height, _RADIUS + dx : _RADIUS + dx + width] for dy, dx in offsets]
-    )
+    return [
+        padded[..., _RADIUS + dy : _RADIUS + dy + height, _RADIUS + dx : _RADIUS + dx + width] for dy, dx in offsets
+    ]
 
 
 def shift_intensity(image: torch.Tensor, delta: float) -> torch.Tensor:
@@ -95,10 +96,9 @@ def box_filter(image: torch.Tensor) -> torch.Tensor:
     return _separable(image, torch.full((2 * _RADIUS + 1,), 1.0 / (2 * _RADIUS + 1), dtype=torch.float64))
 
 
+_SQUARE = [(dy, dx) for dy in range(-_RADIUS, _RADIUS + 1) for dx in range(-_RADIUS, _RADIUS + 1)]
 # OpenCV's bilateralFilter with d=5 samples a disk of radius 2: 13 offsets.
-_DISK = [
-    (dy, dx) for dy in range(-_RADIUS, _RADIUS + 1) for dx in range(-_RADIUS, _RADIUS + 1) if dy * dy + dx * dx <= 4
-]
+_DISK = [(dy, dx) for dy, dx in _SQUARE if dy * dy + dx * dx <= _RADIUS**2]
 
 
 def bilateral_filter(image: torch.Tensor, sigma_color: float, sigma_space: float) -> torch.Tensor:
@@ -108,7 +108,7 @@ def bilateral_filter(image: torch.Tensor, sigma_color: float, sigma_space: float
     sigma_color²))``, normalised over the window. ``sigma_color`` is in image units ([0, 1] scale).
     """
     _check_image(image)
-    neighbours = _neighbours(image, "reflect", _DISK)
+    neighbours = torch.stack(_shifted(image, "reflect", _DISK))
     spatial = torch.tensor(
         [-(dy * dy + dx * dx) / (2 * sigma_space**2) for dy, dx in _DISK], dtype=image.dtype, device=image.device
     ).view(-1, *([1] * image.ndim))
@@ -162,7 +162,7 @@ def _median_network(n: int) -> tuple[list[tuple[int, int, bool, bool]], int]:
     return kept[::-1], median_wire
 
 
-_MEDIAN25, _MEDIAN25_WIRE = _median_network(25)
+_MEDIAN25, _MEDIAN25_WIRE = _median_network(len(_SQUARE))
 
 
 def median_blur(image: torch.Tensor) -> torch.Tensor:
@@ -172,9 +172,7 @@ def median_blur(image: torch.Tensor) -> torch.Tensor:
     faster on a CPU than sorting every window.
     """
     _check_image(image)
-    padded = _pad(image, "replicate")
-    height, width = image.shape[-2:]
-    wires = [padded[..., dy : dy + height, dx : dx + width] for dy in range(5) for dx in range(5)]
+    wires = _shifted(image, "replicate", _SQUARE)
     for low, high, keep_min, keep_max in _MEDIAN25:
         a, b = wires[low], wires[high]
         if keep_min:
