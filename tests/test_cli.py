@@ -56,6 +56,20 @@ def test_evaluate_prints_psnr_ssim_and_time(tmp_path, capsys):
     assert "SSIM" in out and "s per image" in out and "images 3" in out
 
 
-def test_bad_policy_gives_a_one_line_error(tmp_path, capsys):
+def test_bad_policy_and_empty_folder_give_one_line_errors(tmp_path, capsys):
     assert cli.main(["evaluate", "--data", str(tmp_path), "--sigma", "25", "--policy", "nope"]) == 2
     assert "error: no policy named 'nope'" in capsys.readouterr().err
+    policy_path = save_checkpoint(make_policy(), tmp_path / "p.safetensors")
+    assert cli.main(["evaluate", "--data", str(tmp_path), "--sigma", "25", "--policy", str(policy_path)]) == 2
+    assert "error: no image files" in capsys.readouterr().err
+
+
+def test_bad_device_is_reported_once(tmp_path, capsys):
+    policy_path = save_checkpoint(make_policy(), tmp_path / "p.safetensors")
+    inputs = _write_pngs(tmp_path / "in")
+    code = cli.main(
+        ["restore", *map(str, inputs), "-o", str(tmp_path / "out"), "--policy", str(policy_path), "--device", "tpu"]
+    )
+    assert code == 2
+    assert capsys.readouterr().err.count("unknown device") == 1
+    assert not (tmp_path / "out").exists()

@@ -13,11 +13,12 @@ from tqdm import tqdm
 from . import __version__, api
 from .core.checkpoint import CheckpointError
 from .core.config import PRECISIONS
-from .core.io import read_image, write_tiff
+from .core.io import IMAGE_SUFFIXES, list_images, read_image, write_tiff
 
 
 def _restore(args: argparse.Namespace) -> int:
     policy = api.load_policy(args.policy)
+    api.resolve_device(args.device)  # a bad --device is one error, not one per image
     outdir = Path(args.output)
     failures = 0
     for path in tqdm([Path(p) for p in args.inputs], desc="restoring", unit="image"):
@@ -38,7 +39,10 @@ def _restore(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     policy = api.load_policy(args.policy)
-    bar = tqdm(desc=f"evaluating σ={args.sigma:g}", unit="image", total=None)
+    files = list_images(args.data)[: args.limit]
+    if not files:
+        raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {args.data}")
+    bar = tqdm(desc=f"evaluating σ={args.sigma:g}", unit="image", total=len(files))
 
     def report(score: api.ImageScore) -> None:
         bar.update()
@@ -50,12 +54,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     result = api.evaluate(
         policy,
-        args.data,
+        files,
         sigma=args.sigma,
         seed=args.seed,
         steps=args.steps,
         device=args.device,
-        limit=args.limit,
         precision=args.precision,
         on_image=report,
     )
