@@ -131,3 +131,12 @@ def test_bfloat16_network_keeps_float32_state_and_nearly_the_same_actions():
     assert np.mean(fast.actions == exact.actions) > 0.9
     with pytest.raises(ValueError, match="precision must be one of"):
         api.restore(image, policy, precision="float8")
+
+
+def test_first_value_map_is_the_value_branch_on_the_input():
+    policy = make_policy(seed=8)
+    image = np.random.default_rng(9).random((14, 15)).astype(np.float32)
+    result = api.restore(image, policy, steps=2, return_values=True, device="cpu")
+    with torch.no_grad():
+        expected = policy.model.float()(torch.from_numpy(image)[None, None]).value[0, 0].numpy()
+    np.testing.assert_allclose(result.values[0], expected, rtol=1e-5, atol=1e-6)
