@@ -140,3 +140,20 @@ def test_first_value_map_is_the_value_branch_on_the_input():
     with torch.no_grad():
         expected = policy.model.float()(torch.from_numpy(image)[None, None]).value[0, 0].numpy()
     np.testing.assert_allclose(result.values[0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_image_too_large_for_memory_is_refused_before_starting(monkeypatch):
+    monkeypatch.setattr(api, "available_bytes", lambda device: 10 * 2**20)  # 10 MiB free
+    image = np.zeros((256, 256), np.float32)
+    with pytest.raises(MemoryError, match=r"256x256 image on cpu: needs about 0\.\d GiB but only 0\.0 GiB"):
+        api.restore(image, make_policy())
+    assert not image.any()
+
+
+def test_out_of_memory_inside_torch_becomes_a_clear_error(monkeypatch):
+    def exhausted(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 123 bytes")
+
+    monkeypatch.setattr(api, "collect_episode", exhausted)
+    with pytest.raises(MemoryError, match=r"ran out of memory\. Restore a smaller crop"):
+        api.restore(np.zeros((8, 8), np.float32), make_policy())

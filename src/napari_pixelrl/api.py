@@ -22,7 +22,7 @@ import torch
 from .core.checkpoint import CheckpointError, Policy, detect_format, import_chainer_npz, load_checkpoint
 from .core.config import InferenceConfig
 from .core.io import list_images, read_image
-from .core.memory import reuse_large_buffers
+from .core.memory import available_bytes, episode_bytes, reuse_large_buffers
 from .core.metrics import psnr, ssim
 from .core.noise import add_gaussian_noise
 from .core.rollout import collect_episode, episode_steps
@@ -135,6 +135,22 @@ def _check_image(image: np.ndarray) -> None:
             raise ValueError(f"image has {bad} NaN or infinite pixel(s); replace them first, e.g. np.nan_to_num(image)")
 
 
+def _memory_advice(shape: tuple[int, ...], device: torch.device, problem: str) -> str:
+    return (
+        f"restoring a {shape[0]}x{shape[1]} image on {device}: {problem}. Restore a smaller crop or use a device with "
+        "more memory; automatic tiling of large images is planned."
+    )
+
+
+def _check_memory(shape: tuple[int, ...], policy: Policy, device: torch.device) -> None:
+    needed = episode_bytes(shape[0], shape[1], policy.model.config.width)
+    available = available_bytes(device)
+    if available is not None and needed > available:
+        gib = 2**30
+        problem = f"needs about {needed / gib:.1f} GiB but only {available / gib:.1f} GiB is available"
+        raise MemoryError(_memory_advice(shape, device, problem))
+
+
 def default_intensity_range(image: np.ndarray) -> tuple[float, float]:
     """The ``(low, high)`` that :func:`restore` maps to [0, 1] by default (see the README's table)."""
     if image.dtype == np.uint8:
@@ -180,6 +196,13 @@ def restore(
     -------
     Restoration
         Restored image (float32, input units), action maps ``(steps, H, W)`` and optional value maps.
+
+    Raises
+    ------
+    ValueError
+        For an image, steps, device or precision that cannot be used; the message says what is supported.
+    MemoryError
+        When the image is too large for the device's free memory (checked before starting).
     """
     config = InferenceConfig(
         steps=policy.steps if steps is None else steps,
@@ -195,24 +218,30 @@ def restore(
     scaled = ((image.astype(np.float64) - low) / (high - low)).astype(np.float32)
 
     target = resolve_device(config.device)
+    _check_memory(image.shape, policy, target)
     if target.type == "cpu":
         reuse_large_buffers()
     model = policy.model.to(device=target, memory_format=torch.channels_last).eval()
-    with torch.inference_mode():
-        state = torch.from_numpy(scaled)[None, None].to(target).contiguous(memory_format=torch.channels_last)
-        episode = collect_episode(
-            episode_steps(
-                model,
-                state,
-                policy.action_set,
-                config.steps,
-                with_value=config.return_values,
-                network_dtype=config.network_dtype,
+    try:
+        with torch.inference_mode():
+            state = torch.from_numpy(scaled)[None, None].to(target).contiguous(memory_format=torch.channels_last)
+            episode = collect_episode(
+                episode_steps(
+                    model,
+                    state,
+                    policy.action_set,
+                    config.steps,
+                    with_value=config.return_values,
+                    network_dtype=config.network_dtype,
+                )
             )
-        )
-        restored = episode.image[0, 0].cpu().numpy()
-        actions = episode.actions[:, 0].to(torch.uint8).cpu().numpy()
-        values = episode.values[:, 0].float().cpu().numpy() if episode.values is not None else None
+            restored = episode.image[0, 0].cpu().numpy()
+            actions = episode.actions[:, 0].to(torch.uint8).cpu().numpy()
+            values = episode.values[:, 0].float().cpu().numpy() if episode.values is not None else None
+    except RuntimeError as err:  # torch.OutOfMemoryError is a RuntimeError too
+        if "memory" not in str(err).lower():
+            raise
+        raise MemoryError(_memory_advice(image.shape, target, f"the {target.type} ran out of memory")) from err
     restored = (restored.astype(np.float64) * (high - low) + low).astype(np.float32)
     return Restoration(image=restored, actions=actions, values=values)
 

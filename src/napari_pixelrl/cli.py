@@ -26,7 +26,7 @@ def _restore(args: argparse.Namespace) -> int:
             result = api.restore(
                 read_image(path), policy, steps=args.steps, device=args.device, precision=args.precision
             )
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, MemoryError) as err:
             tqdm.write(f"skipped {path}: {err}")
             failures += 1
             continue
@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (CheckpointError, ValueError, OSError) as err:
+    except (CheckpointError, ValueError, OSError, MemoryError) as err:
         print(f"napari-pixelrl: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,4 +1,4 @@
-"""Keep large freed CPU buffers for reuse instead of returning them to the operating system.
+"""Memory of an episode: how much it needs, how much the device has, and reuse of large CPU buffers.
 
 Each PixelRL step allocates a few dozen feature maps of ``64 · H · W`` floats (40 MB for a 481x321 image).
 glibc's malloc serves blocks above 32 MB with fresh ``mmap`` pages and unmaps them on free, so every step pays
@@ -16,7 +16,35 @@ import os
 import sys
 from functools import cache
 
-__all__ = ["reuse_large_buffers"]
+import torch
+
+__all__ = ["available_bytes", "episode_bytes", "reuse_large_buffers"]
+
+# Peak of an episode in feature maps of (width, H, W) float32, measured with return_values=True on 256², 512²
+# and 1024² images (11-14 maps); rounded up.
+_PEAK_MAPS = 16
+
+
+def episode_bytes(height: int, width: int, channels: int, batch: int = 1) -> int:
+    """Rough peak memory of one episode on ``batch`` images of ``height x width`` with ``channels`` features."""
+    return _PEAK_MAPS * batch * channels * height * width * 4
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Memory that an episode on ``device`` can use now, or ``None`` when it cannot be told."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo") as meminfo:
+                for line in meminfo:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            return None
+    return None
+
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
