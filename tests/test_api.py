@@ -157,3 +157,12 @@ def test_out_of_memory_inside_torch_becomes_a_clear_error(monkeypatch):
     monkeypatch.setattr(api, "collect_episode", exhausted)
     with pytest.raises(MemoryError, match=r"ran out of memory\. Restore a smaller crop"):
         api.restore(np.zeros((8, 8), np.float32), make_policy())
+
+
+def test_other_runtime_errors_mentioning_memory_pass_through(monkeypatch):
+    def unrelated(*args, **kwargs):
+        raise RuntimeError("unsupported memory format for this operator")
+
+    monkeypatch.setattr(api, "collect_episode", unrelated)
+    with pytest.raises(RuntimeError, match="unsupported memory format"):
+        api.restore(np.zeros((8, 8), np.float32), make_policy())

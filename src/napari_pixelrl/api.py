@@ -135,6 +135,10 @@ def _check_image(image: np.ndarray) -> None:
             raise ValueError(f"image has {bad} NaN or infinite pixel(s); replace them first, e.g. np.nan_to_num(image)")
 
 
+# How torch's CUDA, MPS and CPU allocators word an allocation failure.
+_OUT_OF_MEMORY = ("out of memory", "not enough memory", "can't allocate memory")
+
+
 def _memory_advice(shape: tuple[int, ...], device: torch.device, problem: str) -> str:
     return (
         f"restoring a {shape[0]}x{shape[1]} image on {device}: {problem}. Restore a smaller crop or use a device with "
@@ -239,7 +243,7 @@ def restore(
             actions = episode.actions[:, 0].to(torch.uint8).cpu().numpy()
             values = episode.values[:, 0].float().cpu().numpy() if episode.values is not None else None
     except RuntimeError as err:  # torch.OutOfMemoryError is a RuntimeError too
-        if "memory" not in str(err).lower():
+        if not any(marker in str(err).lower() for marker in _OUT_OF_MEMORY):
             raise
         raise MemoryError(_memory_advice(image.shape, target, f"the {target.type} ran out of memory")) from err
     restored = (restored.astype(np.float64) * (high - low) + low).astype(np.float32)
