@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import torch
+from napari_pixelrl.core.environment import describe_machine
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 RELEASE = SHARED / "reference" / "pixelrl-official"
@@ -27,15 +25,4 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
 
 def machine() -> str:
     """One line naming the CPU, core count and library versions."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"Python {platform.python_version()}"
-    )
+    return describe_machine()

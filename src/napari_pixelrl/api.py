@@ -21,6 +21,7 @@ import torch
 
 from .core.checkpoint import CheckpointError, Policy, detect_format, import_chainer_npz, load_checkpoint
 from .core.config import InferenceConfig
+from .core.environment import resolve_device
 from .core.io import list_images, read_image
 from .core.memory import available_bytes, episode_bytes, reuse_large_buffers
 from .core.metrics import psnr, ssim
@@ -94,23 +95,6 @@ def load_policy(name_or_path: str | os.PathLike[str]) -> Policy:
     if detect_format(path) == "chainer-npz":
         return import_chainer_npz(path)
     return load_checkpoint(path)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA, then Apple MPS, then CPU; any other value is passed to ``torch.device``."""
-    if str(device) != "auto":
-        try:
-            resolved = torch.device(device)
-        except RuntimeError as err:
-            raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") from err
-        if resolved.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} asked for, but torch sees no CUDA GPU; use device='auto' or 'cpu'")
-        return resolved
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def _check_image(image: np.ndarray) -> None:

@@ -227,10 +227,11 @@ DENOISE = ActionSet(
 _ACTION_SETS = {DENOISE.name: DENOISE}
 
 
-def get_action_set(name: str, version: int) -> ActionSet:
-    """Look up a registered action set by name and version, with a clear error for unknown ones."""
+def get_action_set(name: str, version: int | None = None) -> ActionSet:
+    """Look up a registered action set by name and version (``None``: the current one), with a clear error for
+    unknown ones."""
     found = _ACTION_SETS.get(name)
-    if found is None or found.version != version:
+    if found is None or version not in (None, found.version):
         known = ", ".join(f"{s.name!r} v{s.version}" for s in _ACTION_SETS.values())
         raise ValueError(
             f"unknown action set {name!r} version {version}; this napari-pixelrl knows {known}. "

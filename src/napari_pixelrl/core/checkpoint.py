@@ -37,6 +37,7 @@ __all__ = [
     "import_chainer_npz",
     "load_checkpoint",
     "save_checkpoint",
+    "write_safetensors",
 ]
 
 FORMAT_NAME = "napari-pixelrl-checkpoint"
@@ -111,11 +112,17 @@ def save_checkpoint(policy: Policy, path: str | os.PathLike[str]) -> Path:
     except TypeError as err:
         raise CheckpointError(f"the policy's training record is not JSON-serialisable: {err}") from err
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in policy.model.state_dict().items()}
+    return write_safetensors(tensors, path, {_METADATA_KEY: header})
+
+
+def write_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike[str], metadata: dict[str, str]) -> Path:
+    """Write a safetensors file atomically: temporary file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={_METADATA_KEY: header})
+        save_file(tensors, tmp, metadata=metadata)
         with open(tmp, "rb") as written:  # on disk before the rename makes it visible
             os.fsync(written.fileno())
         os.replace(tmp, path)
@@ -196,7 +203,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Policy:
             )
         config = ModelConfig.from_dict(meta["model"])
         action_set = get_action_set(meta["action_set"]["name"], int(meta["action_set"]["version"]))
-        noise = NoiseModel(**meta["noise_model"])
+        noise = NoiseModel.from_dict(meta["noise_model"])
         steps = int(meta["steps"])
     except CheckpointError:
         raise

@@ -44,11 +44,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown ModelConfig fields: {sorted(unknown)}")
-        return cls(**data)
+        return cls(**_known(cls, data))
 
 
 PRECISIONS: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16}
@@ -80,17 +76,179 @@ class InferenceConfig:
         return PRECISIONS[self.precision]
 
 
+NOISE_KINDS = ("gaussian", "poisson-gaussian", "salt-and-pepper")
+
+Level = float | tuple[float, float]
+"""A noise parameter: one value, or a ``(low, high)`` range drawn uniformly per image (a blind policy)."""
+
+
+def _as_level(value: Any, name: str) -> Level | None:
+    if value is None:
+        return None
+    if isinstance(value, list | tuple):
+        if len(value) != 2 or not 0 <= float(value[0]) <= float(value[1]):
+            raise ValueError(f"{name} range must be (low, high) with 0 <= low <= high, got {value!r}")
+        return (float(value[0]), float(value[1]))
+    if float(value) < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class NoiseModel:
-    """The degradation a policy was trained for (recorded in checkpoints)."""
+    """The degradation a policy is trained for (recorded in checkpoints) and that training data is given.
+
+    Every parameter is one value or a ``(low, high)`` range drawn uniformly per image.
+
+    * ``"gaussian"``: ``y = x + N(0, sigma/255)``.
+    * ``"poisson-gaussian"`` (fluorescence microscopy): ``y = gain · Poisson(x / gain) + N(0, sigma/255)``, where
+      ``gain`` is the intensity of one photon on the [0, 1] scale (``1/gain`` photons at full scale: 0.01 is a bright
+      100-photon image, 0.1 a dim 10-photon one) and ``sigma`` the camera's read noise on the 0-255 scale.
+    * ``"salt-and-pepper"``: a fraction ``density`` of the pixels set to 0 or 1 with equal odds.
+    """
 
     kind: str = "gaussian"
-    """``"gaussian"`` for now."""
-    sigma: float | None = 25.0
-    """Standard deviation on the 0-255 scale; ``None`` when unknown or blind."""
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Further parameters of other noise kinds."""
+    """One of ``"gaussian"``, ``"poisson-gaussian"``, ``"salt-and-pepper"``."""
+    sigma: Level | None = 25.0
+    """Gaussian standard deviation on the 0-255 scale (read noise for Poisson-Gaussian); ``None`` when unknown."""
+    gain: Level | None = None
+    """Poisson-Gaussian only: intensity of one photon on the [0, 1] scale."""
+    density: Level | None = None
+    """Salt-and-pepper only: fraction of pixels replaced."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in NOISE_KINDS:
+            raise ValueError(f"unknown noise kind {self.kind!r}; choose one of {', '.join(NOISE_KINDS)}")
+        for name in ("sigma", "gain", "density"):
+            object.__setattr__(self, name, _as_level(getattr(self, name), name))
+        if self.kind == "poisson-gaussian" and self.gain is None:
+            raise ValueError("a poisson-gaussian noise model needs a gain (intensity of one photon)")
+        if self.kind == "salt-and-pepper" and self.density is None:
+            raise ValueError("a salt-and-pepper noise model needs a density")
+
+    @property
+    def is_blind(self) -> bool:
+        """True when some parameter is a range rather than one value."""
+        return any(isinstance(v, tuple) for v in (self.sigma, self.gain, self.density))
+
+    def describe(self) -> str:
+        """Short human-readable form, e.g. ``"gaussian sigma=5-55"``."""
+
+        def fmt(v: Level) -> str:
+            return f"{v[0]:g}-{v[1]:g}" if isinstance(v, tuple) else f"{v:g}"
+
+        parts = [f"{n}={fmt(v)}" for n in ("sigma", "gain", "density") if (v := getattr(self, n)) is not None]
+        return " ".join([self.kind, *parts])
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dictionary."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NoiseModel:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        return cls(**_known(cls, data))
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(data) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+    return dict(data)
+
+
+OBJECTIVES = ("a2c", "expected-reward", "denoiser")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training stage. The defaults are the paper's denoising recipe (A2C with RMC, σ = 25).
+
+    ``objective`` picks the loss:
+
+    * ``"a2c"``: the paper's multi-step per-pixel advantage actor-critic with reward map convolution.
+    * ``"expected-reward"``: the same, except that the policy term is the exact expected one-step reward
+      ``-Σ_a π(a|s) r(a)`` (every action's reward is known during training): no sampling noise, a fast start.
+    * ``"denoiser"``: supervised warm start of the trunk and value branch as a residual denoiser (mean squared
+      error), the network shape the authors initialised from; a later stage copies it into both branches.
+    """
+
+    objective: str = "a2c"
+    """``"a2c"``, ``"expected-reward"`` or ``"denoiser"``."""
+    data: str = ""
+    """Folder of clean training images (8-bit grayscale or any image scaled to [0, 1] by its dtype)."""
+    noise: NoiseModel = field(default_factory=NoiseModel)
+    """Degradation applied freshly to every crop in every episode."""
+    init: str | None = None
+    """Start from this policy (shipped name or checkpoint path); ``None`` starts from random weights."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Network shape when starting from random weights (ignored with ``init``)."""
+    action_set: str = "denoise"
+    """Registered action set of the policy."""
+    episodes: int = 30_000
+    """Number of updates (one per episode)."""
+    batch_size: int = 64
+    """Crops per episode."""
+    crop_size: int = 70
+    """Side of the square random crops."""
+    steps: int = 5
+    """Episode length T."""
+    gamma: float = 0.95
+    """Discount γ."""
+    entropy_beta: float = 0.01
+    """Weight β of the entropy bonus."""
+    value_weight: float = 0.5
+    """Weight of the value loss ½(R - V)²."""
+    reward_map_conv: bool = True
+    """Use the learned reward map convolution in the returns (the paper's RMC); off: ``R_t = r_t + γ R_{t+1}``."""
+    lr: float = 1e-3
+    """Adam learning rate at episode 0."""
+    lr_power: float = 0.9
+    """Polynomial decay ``lr · (1 - episode/episodes)^lr_power``."""
+    max_rotation: float = 10.0
+    """Random rotation of each crop, degrees either way (0 turns it off)."""
+    flip: bool = True
+    """Random horizontal flips."""
+    seed: int = 0
+    """Seeds crops, noise, action sampling and weight initialisation."""
+    validation_images: int = 8
+    """The last N training files (sorted) are held out and scored greedily for validation PSNR."""
+    validation_crop: int = 128
+    """Side of the centre crop of each validation image."""
+    validate_every: int = 100
+    """Episodes between validations (0: never)."""
+    checkpoint_every: int = 100
+    """Episodes between checkpoints (the last episode always writes one)."""
+    device: str = "auto"
+    """``"auto"`` (CUDA, then MPS, then CPU) or a torch device string."""
+    precision: str = "float32"
+    """``"float32"`` or ``"bfloat16"`` (autocast of the network on supporting hardware)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.noise, dict):
+            object.__setattr__(self, "noise", NoiseModel.from_dict(self.noise))
+        if isinstance(self.model, dict):
+            object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        positive = ("episodes", "batch_size", "steps", "crop_size", "validation_crop")
+        for name in positive:
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.crop_size < 8:
+            raise ValueError(f"crop_size must be at least 8 pixels, got {self.crop_size}")
+        if not 0 <= self.gamma <= 1 or self.lr <= 0 or self.entropy_beta < 0 or self.value_weight < 0:
+            raise ValueError("need 0 <= gamma <= 1, lr > 0, entropy_beta >= 0 and value_weight >= 0")
+        if self.noise.sigma is None and self.noise.kind != "salt-and-pepper":
+            raise ValueError("training needs a noise level: set noise.sigma")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dictionary (nested noise and model configs as dictionaries)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        return cls(**_known(cls, data))

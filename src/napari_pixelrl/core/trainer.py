@@ -1,0 +1,507 @@
+"""Training: the paper's multi-step per-pixel advantage actor-critic with reward map convolution (RMC).
+
+Read top to bottom: the reward and the returns, the loss of one episode, then :class:`Trainer`, which draws crops
+and noise, updates the network once per episode, validates, checkpoints atomically and resumes exactly.
+
+One episode on a batch of clean crops ``x`` and their noisy versions ``s_0``, for ``t = 0 .. T-1``::
+
+    π(·|s_t), V(s_t) = network(s_t)           a_t ~ π(·|s_t) per pixel        s_{t+1} = action a_t applied to s_t
+    r_t = 255 · ((x - s_t)² - (x - s_{t+1})²)
+    R_t = r_t + γ · (w ∗ R_{t+1}),  R_T = 0    (w: the learned 33x33 RMC filter; without RMC, w ∗ R = R)
+    loss = Σ_t mean_pixels[ -log π(a_t|s_t) · sg(R_t - V(s_t)) - β H(π(·|s_t)) + value_weight · ½ (R_t - V(s_t))² ]
+
+``sg`` stops the gradient, so the RMC filter ``w`` learns only through the value term. The convGRU state is
+carried from step to step as data (no backpropagation through time).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from torch import nn
+
+from .actions import ActionSet, apply_actions, get_action_set
+from .checkpoint import CheckpointError, Policy, save_checkpoint, write_safetensors
+from .config import TrainConfig
+from .data import ImageSet, center_crops, random_crops
+from .environment import describe_machine, resolve_device, source_commit
+from .metrics import psnr
+from .model import PixelRLNet
+from .noise import degrade
+from .rollout import choose_actions, collect_episode, episode_steps
+
+__all__ = [
+    "EpisodeLoss",
+    "TrainUpdate",
+    "Trainer",
+    "discounted_returns",
+    "episode_loss",
+    "from_denoiser",
+    "read_log",
+    "step_reward",
+]
+
+POLICY_FILE = "policy.safetensors"
+STATE_FILE = "trainer_state.safetensors"
+LOG_FILE = "log.jsonl"
+
+
+# --- reward and returns ---------------------------------------------------------------------------------------
+
+
+def step_reward(clean: torch.Tensor, state: torch.Tensor, next_state: torch.Tensor) -> torch.Tensor:
+    """Per-pixel reward ``255 · ((x - s_t)² - (x - s_{t+1})²)``: the decrease of the squared error."""
+    return 255.0 * ((clean - state) ** 2 - (clean - next_state) ** 2)
+
+
+def discounted_returns(rewards: torch.Tensor, gamma: float, reward_conv: nn.Module | None = None) -> torch.Tensor:
+    """Returns ``R_t = r_t + γ · (w ∗ R_{t+1})`` with ``R_T = 0``, computed backwards.
+
+    Parameters
+    ----------
+    rewards : torch.Tensor
+        ``(T, B, 1, H, W)`` per-pixel rewards.
+    gamma : float
+        Discount.
+    reward_conv : nn.Module, optional
+        The RMC filter ``w`` (a 1→1 channel convolution keeping the map size); ``None`` means the identity.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(T, B, 1, H, W)``; differentiable with respect to ``reward_conv``'s weight.
+    """
+    if rewards.ndim != 5 or rewards.shape[2] != 1:
+        raise ValueError(f"rewards must be (T, B, 1, H, W), got {tuple(rewards.shape)}")
+    returns = []
+    future = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        spread = future if reward_conv is None else reward_conv(future)
+        future = rewards[t] + gamma * spread
+        returns.append(future)
+    return torch.stack(returns[::-1])
+
+
+# --- the loss of one episode ------------------------------------------------------------------------------------
+
+
+class EpisodeLoss(NamedTuple):
+    """Loss of one episode and the numbers reported about it."""
+
+    loss: torch.Tensor
+    """Scalar to minimise."""
+    policy_loss: float
+    value_loss: float
+    entropy: float
+    """Mean per-pixel policy entropy, nats."""
+    reward: float
+    """Mean per-pixel sum of rewards over the episode, ``255 · (initial - final squared error)``."""
+    action_counts: torch.Tensor
+    """How often each action was taken, ``(n_actions,)``."""
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def episode_loss(
+    model: PixelRLNet,
+    clean: torch.Tensor,
+    noisy: torch.Tensor,
+    config: TrainConfig,
+    action_set: ActionSet,
+    generator: torch.Generator | None = None,
+    network_dtype: torch.dtype | None = None,
+) -> EpisodeLoss:
+    """Run one sampled episode from ``noisy`` and return the actor-critic loss (see the module docstring).
+
+    With ``config.objective == "expected-reward"`` the policy term is ``-Σ_a π(a|s_t) r_t(a)``, the exact expected
+    one-step reward, instead of the sampled ``-log π(a_t|s_t) · advantage``; everything else is the same.
+    """
+    expected = config.objective == "expected-reward"
+    state, hidden = noisy, None
+    policy_terms, entropies, values, rewards = [], [], [], []
+    counts = torch.zeros(len(action_set), dtype=torch.long, device=clean.device)
+    for _ in range(config.steps):
+        with _autocast(clean.device, network_dtype):
+            out = model(state, hidden)
+        log_probs = out.logits.float().log_softmax(dim=1)
+        probs = log_probs.exp()
+        actions = choose_actions(log_probs.detach(), greedy=False, generator=generator)
+        if expected:
+            candidates = torch.cat([action.apply(state) for action in action_set.actions], dim=1)  # (B, A, H, W)
+            policy_terms.append(-(probs * step_reward(clean, state, candidates)).sum(dim=1, keepdim=True))
+            next_state = candidates.gather(1, actions.unsqueeze(1))
+        else:
+            policy_terms.append(log_probs.gather(1, actions.unsqueeze(1)))
+            next_state = apply_actions(state, actions, action_set)
+        entropies.append(-(probs * log_probs).sum(dim=1, keepdim=True))
+        values.append(out.value.float())
+        rewards.append(step_reward(clean, state, next_state))
+        counts += torch.bincount(actions.flatten(), minlength=len(action_set))
+        state, hidden = next_state, out.hidden.detach()
+
+    rewards_t, values_t = torch.stack(rewards), torch.stack(values)
+    returns = discounted_returns(rewards_t, config.gamma, model.reward_conv if config.reward_map_conv else None)
+    if expected:
+        policy_loss = torch.stack(policy_terms).sum(dim=0).mean()
+    else:
+        advantage = (returns - values_t).detach()
+        policy_loss = -(torch.stack(policy_terms) * advantage).sum(dim=0).mean()
+    value_loss = (0.5 * (returns - values_t) ** 2).sum(dim=0).mean()
+    entropy = torch.stack(entropies).sum(dim=0).mean()
+    loss = policy_loss + config.value_weight * value_loss - config.entropy_beta * entropy
+    return EpisodeLoss(
+        loss=loss,
+        policy_loss=float(policy_loss),
+        value_loss=float(value_loss),
+        entropy=float(entropy) / config.steps,
+        reward=float(rewards_t.sum(dim=0).mean()),
+        action_counts=counts,
+    )
+
+
+def denoiser_loss(model: PixelRLNet, clean: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
+    """Warm-start loss: trunk → value branch → value head predicts the noise; mean squared error of the result."""
+    return ((noisy - _denoise(model, noisy) - clean) ** 2).mean()
+
+
+def _denoise(model: PixelRLNet, noisy: torch.Tensor) -> torch.Tensor:
+    return model.value_head(model.value_branch(model.trunk(noisy)))
+
+
+def from_denoiser(model: PixelRLNet, seed: int = 0) -> PixelRLNet:
+    """Turn a warm-started residual denoiser into a policy's starting point, as the authors did with theirs.
+
+    The trunk is kept, the value branch's convolutions are copied into the policy branch, and the value head
+    (which predicted noise, not returns) is initialised afresh from ``seed``.
+    """
+    with torch.no_grad():
+        model.policy_branch.load_state_dict(model.value_branch.state_dict())
+        fresh = _seeded(model.config, seed)
+        model.value_head.load_state_dict(fresh.value_head.state_dict())
+    return model
+
+
+def _seeded(config: Any, seed: int) -> PixelRLNet:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return PixelRLNet(config)
+
+
+# --- the training loop --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainUpdate:
+    """Progress after one episode (one update), as yielded by :meth:`Trainer.run` and logged to ``log.jsonl``."""
+
+    episode: int
+    """Episodes done, 1-based."""
+    episodes: int
+    """Episodes in the whole run."""
+    objective: str
+    loss: float
+    policy_loss: float
+    value_loss: float
+    entropy: float
+    """Mean per-pixel policy entropy, nats."""
+    reward: float
+    """Mean per-pixel sum of rewards over the episode."""
+    lr: float
+    """Learning rate used for this update."""
+    action_shares: tuple[float, ...]
+    """Fraction of pixel-steps that took each action (sampled)."""
+    validation_psnr: float | None
+    """Mean PSNR (dB) on the held-out validation crops, greedy policy; ``None`` when not validated this time."""
+    seconds: float
+    """Training wall time so far, including time before a resume."""
+    checkpoint: str | None
+    """Path of the policy written after this episode, if one was."""
+
+
+class Trainer:
+    """Trains a policy for one :class:`~napari_pixelrl.core.config.TrainConfig` stage in ``run_dir``.
+
+    ``run_dir`` receives ``policy.safetensors`` (the policy, with its training record), ``trainer_state.safetensors``
+    (everything needed to resume: weights, Adam state, episode, random generators) and ``log.jsonl`` (one
+    :class:`TrainUpdate` per line). Both files are replaced atomically. A run dir that already holds a state is
+    resumed, and continues exactly as if never stopped.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The stage to run.
+    run_dir : path-like
+        Output folder.
+    initial : Policy, optional
+        Starting weights (``config.init`` resolved by the caller); a warm-started denoiser is converted with
+        :func:`from_denoiser`. ``None`` initialises from ``config.seed``.
+    images : ImageSet, optional
+        Training images; by default read from ``config.data``.
+
+    Raises
+    ------
+    ValueError
+        If ``run_dir`` holds a run with a different configuration, or the data are unusable.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | os.PathLike[str],
+        initial: Policy | None = None,
+        images: ImageSet | None = None,
+    ) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(config.device)
+        self.network_dtype = {"float32": None, "bfloat16": torch.bfloat16}[config.precision]
+        self.images = images if images is not None else ImageSet.from_folder(config.data, config.validation_images)
+        if initial is not None:
+            self.action_set = initial.action_set
+            model = _seeded(initial.model.config, config.seed)
+            model.load_state_dict(initial.model.state_dict())
+            self._history = list(initial.training.get("stages", []))
+            if self._history and self._history[-1].get("objective") == "denoiser" and config.objective != "denoiser":
+                from_denoiser(model, config.seed)
+        else:
+            self.action_set = get_action_set(config.action_set)
+            model = _seeded(config.model, config.seed)
+            self._history = []
+        if model.config.n_actions != len(self.action_set):
+            raise ValueError(
+                f"the model has {model.config.n_actions} actions, {self.action_set.name!r} has {len(self.action_set)}"
+            )
+        self.model = model.to(self.device, memory_format=torch.channels_last).train()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.rng = np.random.default_rng(config.seed)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(config.seed)
+        self.episode, self.seconds, self.last_validation = 0, 0.0, None
+        self._stop_requested = False
+        self._commit, self._machine = source_commit(), describe_machine(self.device)
+        validation_rng = np.random.default_rng([config.seed, 1])  # fixed noisy validation set, independent of training
+        self.validation = [
+            (clean, degrade(clean, config.noise, validation_rng))
+            for clean in center_crops(self.images.validation, config.validation_crop)
+        ]
+        if (self.run_dir / STATE_FILE).exists():
+            self._resume()
+
+    # -- running ---------------------------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to stop after the current episode (and checkpoint); safe to call from another thread."""
+        self._stop_requested = True
+
+    def run(self) -> Iterator[TrainUpdate]:
+        """Train until ``config.episodes`` are done or a stop is requested, yielding after every episode.
+
+        Closing the generator (``break`` in a ``for`` loop) also stops cleanly: the last finished episode is
+        checkpointed, so a later :class:`Trainer` on the same ``run_dir`` continues from there.
+        """
+        cfg = self.config
+        saved = self.episode
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            while self.episode < cfg.episodes and not self._stop_requested:
+                update = self._train_one_episode()
+                if update.checkpoint:
+                    saved = self.episode
+                self._log(update)
+                yield update
+        except GeneratorExit:
+            if self.episode > saved:
+                self.save()
+            raise
+        if self.episode > saved:
+            self.save()
+
+    def _train_one_episode(self) -> TrainUpdate:
+        cfg = self.config
+        start = time.perf_counter()
+        lr = cfg.lr * (1.0 - self.episode / cfg.episodes) ** cfg.lr_power
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        clean_np = random_crops(
+            self.images.train, cfg.batch_size, cfg.crop_size, self.rng, max_rotation=cfg.max_rotation, flip=cfg.flip
+        )
+        noisy_np = degrade(clean_np, cfg.noise, self.rng)
+        clean, noisy = self._tensor(clean_np), self._tensor(noisy_np)
+        self.optimizer.zero_grad(set_to_none=True)
+        if cfg.objective == "denoiser":
+            with _autocast(self.device, self.network_dtype):
+                loss = denoiser_loss(self.model, clean, noisy)
+            mse, initial = float(loss.detach()), float(((noisy - clean) ** 2).mean())
+            result = EpisodeLoss(loss, 0.0, mse, 0.0, 255.0 * (initial - mse), torch.zeros(len(self.action_set)))
+        else:
+            result = episode_loss(self.model, clean, noisy, cfg, self.action_set, self.generator, self.network_dtype)
+        result.loss.backward()
+        self.optimizer.step()
+        self.episode += 1
+        validation = None
+        if cfg.validate_every and (self.episode % cfg.validate_every == 0 or self.episode == cfg.episodes):
+            validation = self.last_validation = self.validate()
+        self.seconds += time.perf_counter() - start
+        checkpoint = None
+        if self.episode % cfg.checkpoint_every == 0 or self.episode == cfg.episodes:
+            checkpoint = str(self.save())
+        counts = result.action_counts.double()
+        shares = (counts / counts.sum()).tolist() if counts.sum() > 0 else [0.0] * len(counts)
+        return TrainUpdate(
+            episode=self.episode,
+            episodes=cfg.episodes,
+            objective=cfg.objective,
+            loss=float(result.loss),
+            policy_loss=result.policy_loss,
+            value_loss=result.value_loss,
+            entropy=result.entropy,
+            reward=result.reward,
+            lr=lr,
+            action_shares=tuple(round(s, 5) for s in shares),
+            validation_psnr=validation,
+            seconds=round(self.seconds, 3),
+            checkpoint=checkpoint,
+        )
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(self.device).contiguous(memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Mean PSNR (dB, paper protocol) of the greedy policy (or the warm-start denoiser) on the validation set."""
+        if not self.validation:
+            return math.nan
+        scores = []
+        for clean, noisy in self.validation:
+            state = self._tensor(noisy[None, None])
+            if self.config.objective == "denoiser":
+                restored = (state - _denoise(self.model, state)).clamp(0.0, 1.0)
+            else:
+                steps = episode_steps(
+                    self.model, state, self.action_set, self.config.steps, network_dtype=self.network_dtype
+                )
+                restored = collect_episode(steps).image
+            scores.append(psnr(restored[0, 0].float().cpu().numpy(), clean))
+        return round(float(np.mean(scores)), 4)
+
+    # -- saving and resuming ---------------------------------------------------------------------------------------
+
+    def policy(self) -> Policy:
+        """The current network as a :class:`Policy` whose training record lists every stage that made it."""
+        cfg = self.config
+        stage = {
+            "objective": cfg.objective,
+            "config": cfg.to_dict(),
+            "episodes_done": self.episode,
+            "wall_seconds": round(self.seconds, 1),
+            "machine": self._machine,
+            "seed": cfg.seed,
+            "data": {
+                "source": self.images.source,
+                "fingerprint": self.images.fingerprint,
+                "train_images": len(self.images.train),
+                "validation_images": len(self.images.validation),
+            },
+            "validation_psnr": self.last_validation,
+            "source_commit": self._commit,
+        }
+        return Policy(
+            model=self.model,
+            action_set=self.action_set,
+            steps=cfg.steps,
+            noise_model=cfg.noise,
+            name=self.run_dir.name,
+            training={"stages": [*self._history, stage]},
+            source=str(self.run_dir / POLICY_FILE),
+        )
+
+    def save(self) -> Path:
+        """Write ``policy.safetensors`` and then ``trainer_state.safetensors`` (both atomically); return the former."""
+        path = save_checkpoint(self.policy(), self.run_dir / POLICY_FILE)
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        optimizer = self.optimizer.state_dict()
+        for index, state in optimizer["state"].items():
+            for key, value in state.items():
+                tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+        tensors["torch_generator"] = self.generator.get_state()
+        meta = {
+            "episode": self.episode,
+            "seconds": self.seconds,
+            "last_validation": self.last_validation,
+            "numpy_rng": self.rng.bit_generator.state,
+            "param_groups": optimizer["param_groups"],
+            "config": self.config.to_dict(),
+            "device_type": self.device.type,
+        }
+        write_safetensors(tensors, self.run_dir / STATE_FILE, {"trainer_state": json.dumps(meta)})
+        return path
+
+    def _resume(self) -> None:
+        path = self.run_dir / STATE_FILE
+        try:
+            with safe_open(path, framework="pt") as file:
+                meta = json.loads((file.metadata() or {})["trainer_state"])
+                tensors = {key: file.get_tensor(key) for key in file.keys()}
+            saved = TrainConfig.from_dict(meta["config"])
+        except (SafetensorError, OSError, KeyError, ValueError, TypeError) as err:
+            raise CheckpointError(f"{path} is not a readable trainer state ({err}); use a new run folder") from err
+        ours, theirs = self.config.to_dict(), saved.to_dict()
+        changed = sorted(k for k in ours if k != "device" and ours[k] != theirs[k])
+        if changed:
+            raise ValueError(
+                f"{self.run_dir} holds a run with a different configuration ({', '.join(changed)} differ); "
+                "resume it with its own configuration or train into a new folder"
+            )
+        if meta["device_type"] != self.device.type:
+            raise ValueError(
+                f"{self.run_dir} was trained on {meta['device_type']}; resume it on the same kind of device for an "
+                "exact continuation (or start a new run from its policy.safetensors with init=...)"
+            )
+        self.model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value
+        self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        self.generator.set_state(tensors["torch_generator"])
+        self.rng.bit_generator.state = meta["numpy_rng"]
+        self.episode, self.seconds, self.last_validation = meta["episode"], meta["seconds"], meta["last_validation"]
+        self._truncate_log()
+
+    def _log(self, update: TrainUpdate) -> None:
+        with open(self.run_dir / LOG_FILE, "a") as log:
+            log.write(json.dumps(asdict(update)) + "\n")
+
+    def _truncate_log(self) -> None:
+        # Episodes after the last checkpoint are trained again on resume; drop their old log lines.
+        log = self.run_dir / LOG_FILE
+        if not log.exists():
+            return
+        kept = [line for line in log.read_text().splitlines() if line and json.loads(line)["episode"] <= self.episode]
+        fd, tmp = tempfile.mkstemp(prefix=".log.", dir=self.run_dir)
+        with os.fdopen(fd, "w") as file:
+            file.write("".join(line + "\n" for line in kept))
+        os.replace(tmp, log)
+
+
+def read_log(run_dir: str | os.PathLike[str]) -> list[TrainUpdate]:
+    """The :class:`TrainUpdate` records of a run, in order."""
+    path = Path(run_dir) / LOG_FILE
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [TrainUpdate(**{**r, "action_shares": tuple(r["action_shares"])}) for r in records]
