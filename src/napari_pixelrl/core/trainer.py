@@ -164,9 +164,9 @@ def episode_loss(
     loss = policy_loss + config.value_weight * value_loss - config.entropy_beta * entropy
     return EpisodeLoss(
         loss=loss,
-        policy_loss=float(policy_loss),
-        value_loss=float(value_loss),
-        entropy=float(entropy) / config.steps,
+        policy_loss=float(policy_loss.detach()),
+        value_loss=float(value_loss.detach()),
+        entropy=float(entropy.detach()) / config.steps,
         reward=float(rewards_t.sum(dim=0).mean()),
         action_counts=counts,
     )
@@ -364,7 +364,7 @@ class Trainer:
             episode=self.episode,
             episodes=cfg.episodes,
             objective=cfg.objective,
-            loss=float(result.loss),
+            loss=float(result.loss.detach()),
             policy_loss=result.policy_loss,
             value_loss=result.value_loss,
             entropy=result.entropy,
