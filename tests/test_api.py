@@ -116,9 +116,11 @@ def test_load_policy_errors(tmp_path):
 
 def test_list_policies_lists_shipped_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(api, "WEIGHTS_DIR", tmp_path)
-    assert api.list_policies() == []
-    save_checkpoint(make_policy(), tmp_path / "tiny.safetensors")
-    assert api.list_policies() == ["tiny"]
+    assert api.list_policies() == {}
+    policy = make_policy()
+    policy.description = "a tiny test policy"
+    save_checkpoint(policy, tmp_path / "tiny.safetensors")
+    assert api.list_policies() == {"tiny": "a tiny test policy"}
     assert api.load_policy("tiny").model.config.width == 8
 
 

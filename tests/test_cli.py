@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import tifffile
 from conftest import make_policy
@@ -7,6 +9,9 @@ from PIL import Image
 
 from napari_pixelrl import api, cli
 from napari_pixelrl.core.checkpoint import save_checkpoint
+from napari_pixelrl.core.config import NoiseModel
+from napari_pixelrl.core.recipe import Recipe
+from napari_pixelrl.core.trainer import read_log
 
 
 def _write_pngs(folder, count=2, shape=(16, 20)):
@@ -73,3 +78,74 @@ def test_bad_device_is_reported_once(tmp_path, capsys):
     assert code == 2
     assert capsys.readouterr().err.count("unknown device") == 1
     assert not (tmp_path / "out").exists()
+
+
+def _tiny_recipe(tmp_path, data):
+    stage = {
+        "model": {"width": 4, "reward_filter_size": 5},
+        "batch_size": 2,
+        "crop_size": 16,
+        "steps": 2,
+        "validation_images": 1,
+        "validation_crop": 16,
+        "validate_every": 2,
+        "device": "cpu",
+    }
+    recipe = {
+        "name": "tiny",
+        "description": "a two-stage test recipe",
+        "defaults": {"data": str(data), "noise": {"kind": "gaussian", "sigma": [10, 30]}, **stage},
+        "stages": [{"objective": "denoiser", "episodes": 2}, {"objective": "a2c", "episodes": 3}],
+    }
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(recipe))
+    return path
+
+
+def test_train_runs_a_recipe_resumes_and_evaluates(tmp_path, capsys):
+    _write_pngs(tmp_path / "data", count=3, shape=(24, 24))
+    recipe_file = _tiny_recipe(tmp_path, tmp_path / "data")
+    run = tmp_path / "run"
+    assert cli.main(["train", str(run), "--config", str(recipe_file), "--episodes", "1"]) == 0
+    assert cli.main(["train", str(run), "--config", str(recipe_file)]) == 2  # another recipe into the same folder
+    assert "holds a run of another recipe" in capsys.readouterr().err
+
+    run = tmp_path / "run2"
+    (run).mkdir()
+    (run / "recipe.json").write_text(recipe_file.read_text())
+    for update in api.train(Recipe.load(recipe_file), run):
+        if update.stage == 2:
+            break  # interrupted in stage 2, after its first episode
+    assert cli.main(["train", str(run)]) == 0  # resumes from run/recipe.json
+    policy = api.load_policy(run / "policy.safetensors")
+    assert policy.name == "tiny" and policy.description == "a two-stage test recipe"
+    assert [s["objective"] for s in policy.training["stages"]] == ["denoiser", "a2c"]
+    assert [s["episodes_done"] for s in policy.training["stages"]] == [2, 3]
+    assert [u.episode for u in read_log(run / "stage2-a2c")] == [1, 2, 3]
+    assert cli.main(["train", str(run)]) == 0  # finished: nothing more is trained
+    assert api.load_policy(run / "policy.safetensors").training == policy.training
+
+    code = cli.main(
+        ["evaluate", "--data", str(tmp_path / "data"), "--policy", str(run / "policy.safetensors"), "--sigma", "20"]
+    )
+    assert code == 0 and "noise gaussian sigma=20" in capsys.readouterr().out
+
+
+def test_evaluate_needs_a_level_for_a_blind_policy(tmp_path, capsys):
+    policy = make_policy()
+    policy.noise_model = NoiseModel(sigma=(5.0, 55.0))
+    path = save_checkpoint(policy, tmp_path / "blind.safetensors")
+    _write_pngs(tmp_path / "data", count=1)
+    assert cli.main(["evaluate", "--data", str(tmp_path / "data"), "--policy", str(path)]) == 2
+    assert "give the noise level" in capsys.readouterr().err
+
+
+def test_train_without_data_is_a_clear_error(tmp_path, capsys):
+    assert cli.main(["train", str(tmp_path / "run")]) == 2
+    assert "--config FILE" in capsys.readouterr().err
+
+
+def test_policies_lists_shipped_policies(capsys):
+    assert cli.main(["policies"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in api.list_policies())

@@ -11,22 +11,33 @@ Example
 from __future__ import annotations
 
 import os
+import shutil
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .core.checkpoint import CheckpointError, Policy, detect_format, import_chainer_npz, load_checkpoint
-from .core.config import InferenceConfig
+from .core.checkpoint import (
+    CheckpointError,
+    Policy,
+    detect_format,
+    import_chainer_npz,
+    load_checkpoint,
+    read_header,
+)
+from .core.config import InferenceConfig, NoiseModel, TrainConfig
+from .core.data import ImageSet
 from .core.environment import resolve_device
 from .core.io import list_images, read_image
 from .core.memory import available_bytes, episode_bytes, reuse_large_buffers
 from .core.metrics import psnr, ssim
-from .core.noise import add_gaussian_noise
+from .core.noise import degrade
+from .core.recipe import Recipe
 from .core.rollout import collect_episode, episode_steps
+from .core.trainer import POLICY_FILE, Trainer, TrainUpdate
 
 __all__ = [
     "Evaluation",
@@ -39,6 +50,7 @@ __all__ = [
     "load_policy",
     "resolve_device",
     "restore",
+    "train",
 ]
 
 WEIGHTS_DIR = Path(__file__).parent / "core" / "weights"
@@ -65,11 +77,14 @@ class Restoration:
     values: np.ndarray | None
 
 
-def list_policies() -> list[str]:
-    """Names of the policies shipped with the package (loadable by :func:`load_policy` by name)."""
+def list_policies() -> dict[str, str]:
+    """The policies shipped with the package, name → one-line description, in name order.
+
+    Any name can be passed to :func:`load_policy`.
+    """
     if not WEIGHTS_DIR.is_dir():
-        return []
-    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+        return {}
+    return {p.stem: read_header(p).get("description", "") for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))}
 
 
 def load_policy(name_or_path: str | os.PathLike[str]) -> Policy:
@@ -249,8 +264,13 @@ class ImageScore:
 class Evaluation:
     """All scores of :func:`evaluate`, with means."""
 
-    sigma: float
+    noise: NoiseModel
     scores: list[ImageScore]
+
+    @property
+    def mean_noisy_psnr(self) -> float:
+        """Mean PSNR (dB) of the noisy inputs."""
+        return float(np.mean([s.psnr_noisy for s in self.scores]))
 
     @property
     def mean_psnr(self) -> float:
@@ -279,7 +299,8 @@ def evaluate(
     policy: Policy,
     data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
-    sigma: float,
+    sigma: float | None = None,
+    noise: NoiseModel | None = None,
     seed: int = 0,
     steps: int | None = None,
     device: str | torch.device = "auto",
@@ -287,10 +308,11 @@ def evaluate(
     precision: str = "float32",
     on_image: Callable[[ImageScore], None] | None = None,
 ) -> Evaluation:
-    """Add Gaussian noise to clean 8-bit grayscale images, restore them and score them with the paper's protocol.
+    """Degrade clean 8-bit grayscale images, restore them and score them with the paper's protocol.
 
     Noise comes from ``numpy.random.default_rng(seed)``, drawn image by image in sorted file order, so a run is
-    reproducible and comparable with other methods on the same inputs.
+    reproducible and comparable with other methods on the same inputs (for Gaussian noise, exactly the draws of
+    the paper-protocol benchmarks).
 
     Parameters
     ----------
@@ -298,8 +320,11 @@ def evaluate(
         The policy to evaluate.
     data : path or sequence of paths
         A folder of images (all image files in it) or a list of image files.
-    sigma : float
-        Noise standard deviation on the 0-255 scale.
+    sigma : float, optional
+        Gaussian noise standard deviation on the 0-255 scale.
+    noise : NoiseModel, optional
+        Any other degradation (used when ``sigma`` is not given). With neither, the policy's own noise model,
+        if it has fixed parameters.
     seed : int
         Noise seed.
     steps, device, precision
@@ -313,11 +338,17 @@ def evaluate(
     files = files[:limit] if limit is not None else files
     if not files:
         raise ValueError(f"no images found in {data}")
+    noise = NoiseModel(sigma=sigma) if sigma is not None else noise or policy.noise_model
+    if noise.is_blind or (noise.kind != "salt-and-pepper" and noise.sigma is None):
+        raise ValueError(
+            f"policy {policy.name!r} was trained for {noise.describe()}; give the noise level to evaluate at "
+            "(sigma=..., or a NoiseModel with single values)"
+        )
     rng = np.random.default_rng(seed)
     scores = []
     for path in files:
         clean = as_unit_gray(read_image(path), path.name)
-        noisy = add_gaussian_noise(clean, sigma, rng)
+        noisy = degrade(clean, noise, rng)
         start = time.perf_counter()
         restored = restore(
             noisy, policy, steps=steps, device=device, intensity_range=(0.0, 1.0), precision=precision
@@ -327,4 +358,64 @@ def evaluate(
         scores.append(score)
         if on_image is not None:
             on_image(score)
-    return Evaluation(sigma=sigma, scores=scores)
+    return Evaluation(noise=noise, scores=scores)
+
+
+def train(
+    recipe: Recipe | TrainConfig,
+    run_dir: str | os.PathLike[str],
+    *,
+    images: ImageSet | None = None,
+) -> Iterator[TrainUpdate]:
+    """Train a policy, yielding a :class:`~napari_pixelrl.core.trainer.TrainUpdate` after every episode.
+
+    A folder that holds an unfinished run of the same recipe is resumed exactly where it stopped; finished stages
+    are skipped. Closing the generator (``break``) checkpoints the last finished episode. The final policy is
+    ``run_dir/policy.safetensors`` (loadable with :func:`load_policy`); each stage also keeps its own folder,
+    checkpoint, resume state and ``log.jsonl``.
+
+    Parameters
+    ----------
+    recipe : Recipe or TrainConfig
+        The stages to run (one config is a one-stage recipe).
+    run_dir : path-like
+        Output folder.
+    images : ImageSet, optional
+        Training images for every stage, instead of reading each stage's ``data`` folder.
+
+    Example
+    -------
+    >>> config = TrainConfig(data="BSD432", noise=NoiseModel(sigma=25), episodes=1000, batch_size=16)  # doctest: +SKIP
+    >>> for update in api.train(config, "runs/my-policy"):  # doctest: +SKIP
+    ...     print(update.episode, update.reward, update.validation_psnr)
+    """
+    recipe = recipe if isinstance(recipe, Recipe) else Recipe((recipe,))
+    run_dir = Path(run_dir)
+    folders = recipe.stage_dirs(run_dir)
+    loaded: dict[tuple[str, int], ImageSet] = {}
+    previous: Path | None = None
+    for index, (stage, folder) in enumerate(zip(recipe.stages, folders, strict=True), start=1):
+        if stage.init is None and previous is not None:
+            stage = replace(stage, init=str(previous))
+        stage_images = images
+        if stage_images is None:
+            key = (stage.data, stage.validation_images)
+            stage_images = loaded[key] if key in loaded else ImageSet.from_folder(*key)
+            loaded[key] = stage_images
+        last = index == len(recipe.stages)
+        trainer = Trainer(
+            stage,
+            folder,
+            initial=load_policy(stage.init) if stage.init else None,
+            images=stage_images,
+            name=(recipe.name or run_dir.name) if last else None,
+            description=recipe.description if last else "",
+        )
+        for update in trainer.run():
+            yield replace(update, stage=index, stages=len(recipe.stages))
+        if trainer.episode < stage.episodes:
+            return  # stopped early; the next call resumes here
+        previous = folder / POLICY_FILE
+    if previous is not None and previous != run_dir / POLICY_FILE:
+        shutil.copyfile(previous, run_dir / f".{POLICY_FILE}.tmp")
+        os.replace(run_dir / f".{POLICY_FILE}.tmp", run_dir / POLICY_FILE)

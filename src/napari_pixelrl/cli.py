@@ -1,19 +1,21 @@
-"""Command line: ``napari-pixelrl restore`` and ``napari-pixelrl evaluate`` over the :mod:`napari_pixelrl.api`."""
+"""Command line over :mod:`napari_pixelrl.api`: ``restore``, ``evaluate``, ``train`` and ``policies``."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from . import __version__, api
 from .core.checkpoint import CheckpointError
-from .core.config import PRECISIONS
+from .core.config import NOISE_KINDS, PRECISIONS, NoiseModel, TrainConfig
 from .core.io import IMAGE_SUFFIXES, list_images, read_image, write_tiff
+from .core.recipe import Recipe
 
 
 def _restore(args: argparse.Namespace) -> int:
@@ -42,7 +44,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     files = list_images(args.data)[: args.limit]
     if not files:
         raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {args.data}")
-    bar = tqdm(desc=f"evaluating σ={args.sigma:g}", unit="image", total=len(files))
+    noise = _noise_from_flags(args)
+    shown = noise.describe() if noise else policy.noise_model.describe()
+    bar = tqdm(desc=f"evaluating {shown}", unit="image", total=len(files))
 
     def report(score: api.ImageScore) -> None:
         bar.update()
@@ -55,7 +59,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     result = api.evaluate(
         policy,
         files,
-        sigma=args.sigma,
+        noise=noise,
         seed=args.seed,
         steps=args.steps,
         device=args.device,
@@ -63,12 +67,143 @@ def _evaluate(args: argparse.Namespace) -> int:
         on_image=report,
     )
     bar.close()
-    noisy = float(np.mean([s.psnr_noisy for s in result.scores]))
-    print(f"policy {policy.name}  sigma {args.sigma:g}  seed {args.seed}  images {len(result.scores)}")
-    print(f"PSNR  noisy {noisy:.2f} dB  restored {result.mean_psnr:.2f} dB")
+    print(f"policy {policy.name}  noise {result.noise.describe()}  seed {args.seed}  images {len(result.scores)}")
+    print(f"PSNR  noisy {result.mean_noisy_psnr:.2f} dB  restored {result.mean_psnr:.2f} dB")
     print(f"SSIM  restored {result.mean_ssim:.4f}")
     print(f"time  {result.mean_seconds:.3f} s per image")
     return 0
+
+
+def _level(values: list[float] | None) -> float | tuple[float, float] | None:
+    if values is None:
+        return None
+    return values[0] if len(values) == 1 else (values[0], values[1])
+
+
+def _noise_from_flags(args: argparse.Namespace) -> NoiseModel | None:
+    """The noise model the flags describe, or ``None`` when no noise flag was given."""
+    if args.noise is None and args.sigma is None and args.gain is None and args.density is None:
+        return None
+    kind = args.noise or "gaussian"
+    sigma = _level(args.sigma)
+    if sigma is None and kind == "gaussian":
+        raise ValueError("Gaussian noise needs --sigma")
+    return NoiseModel(kind=kind, sigma=sigma, gain=_level(args.gain), density=_level(args.density))
+
+
+_TRAIN_FLAGS = {  # flag -> TrainConfig field, for the plain-valued settings
+    "objective": "objective",
+    "data": "data",
+    "init": "init",
+    "episodes": "episodes",
+    "batch_size": "batch_size",
+    "crop_size": "crop_size",
+    "steps": "steps",
+    "lr": "lr",
+    "seed": "seed",
+    "device": "device",
+    "precision": "precision",
+    "validate_every": "validate_every",
+    "checkpoint_every": "checkpoint_every",
+}
+
+
+def _recipe_from_args(args: argparse.Namespace) -> Recipe:
+    saved = Path(args.run_dir) / "recipe.json"
+    if args.config:
+        recipe = Recipe.load(args.config)
+    elif saved.is_file():
+        recipe = Recipe.load(saved)
+    elif args.data:
+        recipe = Recipe((TrainConfig(data=args.data),))
+    else:
+        raise ValueError("give --config FILE (a config or recipe JSON) or at least --data FOLDER")
+    changes = {field: getattr(args, flag) for flag, field in _TRAIN_FLAGS.items() if getattr(args, flag) is not None}
+    noise = _noise_from_flags(args)
+    if noise is not None:
+        changes["noise"] = noise
+    return recipe.with_changes(**changes) if changes else recipe
+
+
+def _train(args: argparse.Namespace) -> int:
+    recipe = _recipe_from_args(args)
+    run_dir = Path(args.run_dir)
+    saved = run_dir / "recipe.json"
+    described = json.dumps(recipe.with_changes(device="auto").to_dict(), indent=1)
+    if saved.is_file() and Recipe.load(saved).with_changes(device="auto") != recipe.with_changes(device="auto"):
+        raise ValueError(f"{run_dir} holds a run of another recipe ({saved}); train into a new folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved.write_text(described + "\n")
+
+    stop = {"asked": False}
+
+    def ask_to_stop(signum: int, frame: object) -> None:
+        if stop["asked"]:
+            raise KeyboardInterrupt
+        stop["asked"] = True
+        tqdm.write("stopping after this episode (press Ctrl-C again to abort without saving it)")
+
+    previous = signal.signal(signal.SIGINT, ask_to_stop)
+    bar, stage = None, 0
+    try:
+        updates = api.train(recipe, run_dir)
+        for update in updates:
+            if update.stage != stage:
+                if bar is not None:
+                    bar.close()
+                stage = update.stage
+                bar = tqdm(
+                    total=update.episodes,
+                    initial=update.episode - 1,
+                    desc=f"stage {update.stage}/{update.stages} {update.objective}",
+                    unit="episode",
+                )
+            bar.update()
+            shown = {"reward": f"{update.reward:.3f}"}
+            if update.validation_psnr is not None:
+                shown["val_psnr"] = f"{update.validation_psnr:.2f}"
+            bar.set_postfix(shown, refresh=False)
+            if stop["asked"]:
+                updates.close()  # checkpoints this episode
+                break
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if bar is not None:
+            bar.close()
+    final = run_dir / "policy.safetensors"
+    if stop["asked"]:
+        print(f"stopped; run the same command to resume from the checkpoint in {run_dir}")
+        return 130
+    print(f"policy written to {final}")
+    return 0
+
+
+def _policies(args: argparse.Namespace) -> int:
+    shipped = api.list_policies()
+    if not shipped:
+        print("no policies are shipped with this installation")
+    for name, description in shipped.items():
+        print(f"{name:<18} {description}")
+    return 0
+
+
+def _noise_flags(sub: argparse.ArgumentParser, what: str) -> None:
+    sub.add_argument("--noise", choices=NOISE_KINDS, default=None, help=f"noise kind {what} (default gaussian)")
+    sub.add_argument(
+        "--sigma",
+        type=float,
+        nargs="+",
+        metavar="S",
+        help="Gaussian σ (read noise for poisson-gaussian), 0-255 scale; two values give a range drawn per image",
+    )
+    sub.add_argument(
+        "--gain",
+        type=float,
+        nargs="+",
+        metavar="G",
+        help="poisson-gaussian: intensity of one photon on the [0, 1] scale (1/photons at full scale); value or range",
+    )
+    sub.add_argument("--density", type=float, nargs="+", metavar="D", help="salt-and-pepper: fraction of pixels")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,14 +233,46 @@ def build_parser() -> argparse.ArgumentParser:
     common(restore)
     restore.set_defaults(run=_restore)
 
-    evaluate = commands.add_parser("evaluate", help="add Gaussian noise to clean images, restore and score them")
+    evaluate = commands.add_parser("evaluate", help="add noise to clean images, restore and score them")
     evaluate.add_argument("--data", required=True, help="folder of clean 8-bit grayscale images")
-    evaluate.add_argument("--sigma", type=float, required=True, help="noise standard deviation, 0-255 scale")
+    _noise_flags(evaluate, "to add (default: the policy's own, if it has fixed parameters)")
     evaluate.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     evaluate.add_argument("--limit", type=int, default=None, help="use only the first N images")
     evaluate.add_argument("-v", "--verbose", action="store_true", help="print every image's scores")
     common(evaluate)
     evaluate.set_defaults(run=_evaluate)
+
+    train = commands.add_parser(
+        "train",
+        help="train a policy into RUN_DIR; the same command resumes an interrupted run",
+        description="Train a policy. Settings come from --config (a TrainConfig or recipe JSON, e.g. "
+        "recipes/gaussian-25.json), else from RUN_DIR/recipe.json when resuming, else from the defaults "
+        "(the paper's recipe); flags override them in every stage. Ctrl-C stops after the current episode "
+        "and saves; run the same command to resume.",
+    )
+    train.add_argument("run_dir", metavar="RUN_DIR", help="output folder (policy, resume state, log.jsonl)")
+    train.add_argument("--config", help="TrainConfig or recipe JSON file")
+    train.add_argument("--objective", choices=["a2c", "expected-reward", "denoiser"], default=None)
+    train.add_argument("--data", help="folder of clean training images")
+    train.add_argument("--init", help="start from this policy (shipped name or checkpoint)")
+    for flag, kind in (
+        ("episodes", int),
+        ("batch-size", int),
+        ("crop-size", int),
+        ("steps", int),
+        ("lr", float),
+        ("seed", int),
+        ("validate-every", int),
+        ("checkpoint-every", int),
+    ):
+        train.add_argument(f"--{flag}", type=kind, default=None)
+    train.add_argument("--device", default=None, help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N or mps")
+    train.add_argument("--precision", choices=sorted(PRECISIONS), default=None)
+    _noise_flags(train, "to train for")
+    train.set_defaults(run=_train)
+
+    policies = commands.add_parser("policies", help="list the shipped policies")
+    policies.set_defaults(run=_policies)
     return parser
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "detect_format",
     "import_chainer_npz",
     "load_checkpoint",
+    "read_header",
     "save_checkpoint",
     "write_safetensors",
 ]
@@ -69,6 +70,8 @@ class Policy:
         Free-form training record (config, seed, data, curves summary); empty when unknown.
     source : str
         Where the weights came from (a path, or a shipped name).
+    description : str
+        One line for users: what the policy is for.
     """
 
     model: PixelRLNet
@@ -78,6 +81,7 @@ class Policy:
     name: str
     training: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    description: str = ""
 
 
 def _header(policy: Policy) -> dict[str, Any]:
@@ -86,6 +90,7 @@ def _header(policy: Policy) -> dict[str, Any]:
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
         "name": policy.name,
+        "description": policy.description,
         "model": policy.model.config.to_dict(),
         "action_set": {
             "name": policy.action_set.name,
@@ -173,6 +178,25 @@ def _build(path: Path, config: ModelConfig, state: dict[str, torch.Tensor]) -> P
     return model.eval()
 
 
+def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON header of one of our checkpoints, without reading its tensors.
+
+    Raises
+    ------
+    CheckpointError
+        If the file is not a readable napari-pixelrl checkpoint.
+    """
+    path = Path(path)
+    if detect_format(path) != "safetensors":
+        raise CheckpointError(f"{path} is not a napari-pixelrl .safetensors checkpoint")
+    try:
+        with safe_open(path, framework="pt") as file:
+            raw = (file.metadata() or {})[_METADATA_KEY]
+        return json.loads(raw)
+    except (SafetensorError, OSError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{path} has no readable napari-pixelrl header ({err})") from err
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> Policy:
     """Load a policy written by :func:`save_checkpoint`.
 
@@ -222,6 +246,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Policy:
         name=meta.get("name") or path.stem,
         training=meta.get("training") or {},
         source=str(path),
+        description=meta.get("description") or "",
     )
 
 

@@ -229,6 +229,10 @@ class TrainUpdate:
     """Training wall time so far, including time before a resume."""
     checkpoint: str | None
     """Path of the policy written after this episode, if one was."""
+    stage: int = 1
+    """Stage of a multi-stage recipe, 1-based (set by :func:`napari_pixelrl.api.train`)."""
+    stages: int = 1
+    """Stages in the recipe."""
 
 
 class Trainer:
@@ -250,6 +254,8 @@ class Trainer:
         :func:`from_denoiser`. ``None`` initialises from ``config.seed``.
     images : ImageSet, optional
         Training images; by default read from ``config.data``.
+    name, description : str, optional
+        Stored in the policy (default name: the run folder's name).
 
     Raises
     ------
@@ -263,8 +269,11 @@ class Trainer:
         run_dir: str | os.PathLike[str],
         initial: Policy | None = None,
         images: ImageSet | None = None,
+        name: str | None = None,
+        description: str = "",
     ) -> None:
         self.config = config
+        self.name, self.description = name or Path(run_dir).name, description
         self.run_dir = Path(run_dir)
         self.device = resolve_device(config.device)
         self.network_dtype = {"float32": None, "bfloat16": torch.bfloat16}[config.precision]
@@ -423,9 +432,10 @@ class Trainer:
             action_set=self.action_set,
             steps=cfg.steps,
             noise_model=cfg.noise,
-            name=self.run_dir.name,
+            name=self.name,
             training={"stages": [*self._history, stage]},
             source=str(self.run_dir / POLICY_FILE),
+            description=self.description,
         )
 
     def save(self) -> Path:
