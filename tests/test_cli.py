@@ -149,3 +149,14 @@ def test_policies_lists_shipped_policies(capsys):
     assert cli.main(["policies"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in api.list_policies())
+
+
+def test_demo_writes_pngs_of_the_result_and_its_action_map(tmp_path, capsys):
+    policy_path = save_checkpoint(make_policy(fixed_action=1), tmp_path / "p.safetensors")
+    assert cli.main(["demo", "-o", str(tmp_path / "demo"), "--policy", str(policy_path), "--image", "coins"]) == 0
+    noisy = np.asarray(Image.open(tmp_path / "demo" / "noisy.png"))
+    restored = np.asarray(Image.open(tmp_path / "demo" / "restored.png"))
+    np.testing.assert_array_equal(restored, noisy)  # this policy does nothing, everywhere
+    actions = np.asarray(Image.open(tmp_path / "demo" / "actions.png").convert("RGB"))
+    assert (actions == (90, 90, 90)).all(axis=-1).sum() >= 3 * noisy.size  # three steps of "do nothing"
+    assert "PSNR" in capsys.readouterr().out

@@ -184,10 +184,12 @@ def median_blur(image: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Action:
-    """One named action: a pure function from the current image to a candidate image."""
+    """One named action: a pure function from the current image to a candidate image, and its display colour."""
 
     name: str
     apply: Callable[[torch.Tensor], torch.Tensor]
+    color: tuple[int, int, int] = (128, 128, 128)
+    """RGB colour of the action in action maps (the same in every run, the CLI's PNGs, napari and the docs)."""
 
 
 @dataclass(frozen=True)
@@ -206,20 +208,25 @@ class ActionSet:
         """Action names in channel order."""
         return [action.name for action in self.actions]
 
+    @property
+    def colors(self) -> list[tuple[int, int, int]]:
+        """Action colours (RGB, 0-255) in channel order."""
+        return [action.color for action in self.actions]
+
 
 DENOISE = ActionSet(
     name="denoise",
     version=1,
     actions=(
-        Action("pixel - 1", partial(shift_intensity, delta=-1.0 / 255.0)),
-        Action("do nothing", do_nothing),
-        Action("pixel + 1", partial(shift_intensity, delta=1.0 / 255.0)),
-        Action("gaussian sigma=0.5", partial(gaussian_blur, sigma=0.5)),
-        Action("bilateral sigma_c=0.1", partial(bilateral_filter, sigma_color=0.1, sigma_space=5.0)),
-        Action("median 5x5", median_blur),
-        Action("gaussian sigma=1.5", partial(gaussian_blur, sigma=1.5)),
-        Action("bilateral sigma_c=1.0", partial(bilateral_filter, sigma_color=1.0, sigma_space=5.0)),
-        Action("box 5x5", box_filter),
+        Action("pixel - 1", partial(shift_intensity, delta=-1.0 / 255.0), (31, 119, 180)),
+        Action("do nothing", do_nothing, (90, 90, 90)),
+        Action("pixel + 1", partial(shift_intensity, delta=1.0 / 255.0), (255, 127, 14)),
+        Action("gaussian sigma=0.5", partial(gaussian_blur, sigma=0.5), (44, 160, 44)),
+        Action("bilateral sigma_c=0.1", partial(bilateral_filter, sigma_color=0.1, sigma_space=5.0), (214, 39, 40)),
+        Action("median 5x5", median_blur, (148, 103, 189)),
+        Action("gaussian sigma=1.5", partial(gaussian_blur, sigma=1.5), (140, 86, 75)),
+        Action("bilateral sigma_c=1.0", partial(bilateral_filter, sigma_color=1.0, sigma_space=5.0), (227, 119, 194)),
+        Action("box 5x5", box_filter, (188, 189, 34)),
     ),
 )
 """The paper's nine denoising actions (index = policy channel)."""
