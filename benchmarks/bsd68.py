@@ -1,16 +1,22 @@
-"""Faithfulness and speed on BSD68: the authors' release through our importer vs BM3D, on the same noisy inputs.
+"""BSD68 Gaussian denoising: our shipped policies, the authors' release (through our importer) and BM3D, all on the
+same noisy inputs, in one run.
 
 Protocol (the paper's): clean = 8-bit image / 255; noisy = clean + N(0, σ/255), not clipped, drawn with
 ``numpy.random.default_rng(seed)`` image by image in sorted file order; outputs clipped to [0, 1] and rounded to
 8 bits; PSNR with peak 255, averaged over the images. BM3D (the ``bm3d`` package) is told the true σ.
 
-    python benchmarks/bsd68.py                     # σ = 15, 25, 50 on all 68 images (about 15 min on 2 cores)
+    python benchmarks/bsd68.py                     # σ = 15, 25, 50 on all 68 images (about 25 min on 2 cores)
     python benchmarks/bsd68.py --sigmas 25 --limit 5
+    python benchmarks/bsd68.py --ours runs/gaussian-{sigma}/policy.safetensors   # policies not shipped yet
+    python benchmarks/bsd68.py --bf16               # add the release run in bfloat16
+
+The release rows need ../shared/reference/pixelrl-official; without it they are left out.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import bm3d
 import numpy as np
@@ -23,20 +29,32 @@ from napari_pixelrl.core.noise import add_gaussian_noise
 
 PAPER_PIXELRL = {15: 31.40, 25: 28.85, 50: 25.88}  # the paper's table (convGRU + RMC)
 
+Method = Callable[[np.ndarray], np.ndarray]
 
-METHODS = ("ours", "ours_bf16", "bm3d")
+
+def _policy_method(policy: api.Policy, precision: str = "float32") -> Method:
+    return lambda x: api.restore(x, policy, device="cpu", intensity_range=(0, 1), precision=precision).image
 
 
-def run(sigma: float, files: list, seed: int) -> dict[str, tuple[float, float]]:
-    """Mean PSNR (dB) and mean seconds per image of each method, on the same noisy images."""
-    policy = api.load_policy(RELEASE / f"pretrained_{sigma:g}.npz")
+def methods_for(sigma: float, args: argparse.Namespace) -> dict[str, Method]:
+    """Every method to run at noise level ``sigma``, by column name."""
     methods = {
-        "ours": lambda x: api.restore(x, policy, device="cpu", intensity_range=(0, 1)).image,
-        "ours_bf16": lambda x: api.restore(x, policy, device="cpu", intensity_range=(0, 1), precision="bfloat16").image,
-        "bm3d": lambda x: bm3d.bm3d(x, sigma_psd=sigma / 255.0),
+        "ours": _policy_method(api.load_policy(args.ours.format(sigma=f"{sigma:g}"))),
+        "ours blind": _policy_method(api.load_policy(args.blind)),
     }
+    release = RELEASE / f"pretrained_{sigma:g}.npz"
+    if release.is_file():
+        methods["release"] = _policy_method(api.load_policy(release))
+        if args.bf16:
+            methods["release bf16"] = _policy_method(api.load_policy(release), "bfloat16")
+    methods["BM3D"] = lambda x: bm3d.bm3d(x, sigma_psd=sigma / 255.0)
+    return methods
+
+
+def run(methods: dict[str, Method], sigma: float, files: list, seed: int) -> dict[str, tuple[float, float]]:
+    """Mean PSNR (dB) and mean seconds per image of each method, on the same noisy images."""
     rng = np.random.default_rng(seed)
-    scores: dict[str, list[tuple[float, float]]] = {name: [] for name in METHODS}
+    scores: dict[str, list[tuple[float, float]]] = {name: [] for name in methods}
     for path in files:
         clean = read_image(path).astype(np.float32) / 255.0
         noisy = add_gaussian_noise(clean, sigma, rng)
@@ -51,27 +69,36 @@ def main() -> None:
     parser.add_argument("--sigmas", type=float, nargs="+", default=[15, 25, 50])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
+    parser.add_argument("--ours", default="gaussian-{sigma}", help="matched policy name/path, {sigma} filled in")
+    parser.add_argument("--blind", default="gaussian-blind", help="blind policy name or path")
+    parser.add_argument("--bf16", action="store_true", help="also run the release in bfloat16")
     args = parser.parse_args()
     files = list_images(BSD68)[: args.limit]
     # Warm-up (first-call allocations, oneDNN kernel selection) outside the timed runs.
-    api.restore(np.zeros((64, 64), np.float32), api.load_policy(RELEASE / "pretrained_25.npz"), device="cpu")
+    api.restore(np.zeros((64, 64), np.float32), api.load_policy(args.blind), device="cpu")
     bm3d.bm3d(np.zeros((64, 64), np.float32), sigma_psd=0.1)
 
     print(f"BSD68, {len(files)} images, noise seed {args.seed}; machine: {machine()}")
-    print(
-        "| σ | ours, float32 (dB) | paper (dB) | BM3D (dB) | ours - BM3D (dB) | ours bfloat16 - float32 (dB) "
-        "| ours s/img | bfloat16 s/img | BM3D s/img | ours / BM3D time | bfloat16 / BM3D time |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    header = None
     for sigma in args.sigmas:
-        r = run(sigma, files, args.seed)
-        (ours, ours_s), (fast, fast_s), (base, base_s) = (r[name] for name in METHODS)
-        paper = PAPER_PIXELRL.get(int(sigma), float("nan"))
-        print(
-            f"| {sigma:g} | {ours:.2f} | {paper:.2f} | {base:.2f} | {ours - base:+.2f} | {fast - ours:+.3f} "
-            f"| {ours_s:.2f} | {fast_s:.2f} | {base_s:.2f} | {ours_s / base_s:.2f} | {fast_s / base_s:.2f} |",
-            flush=True,
-        )
+        methods = methods_for(sigma, args)
+        r = run(methods, sigma, files, args.seed)
+        psnrs = {name: value[0] for name, value in r.items()}
+        cells = {f"{name} (dB)": f"{value:.2f}" for name, value in psnrs.items()}
+        cells["paper's PixelRL (dB)"] = f"{PAPER_PIXELRL.get(int(sigma), float('nan')):.2f}"
+        cells["ours − BM3D"] = f"{psnrs['ours'] - psnrs['BM3D']:+.2f}"
+        if "release" in psnrs:
+            cells["ours − release"] = f"{psnrs['ours'] - psnrs['release']:+.2f}"
+        cells["blind − ours"] = f"{psnrs['ours blind'] - psnrs['ours']:+.2f}"
+        if "release bf16" in psnrs:
+            cells["release bf16 − float32"] = f"{psnrs['release bf16'] - psnrs['release']:+.3f}"
+        cells.update({f"{name} s/img": f"{value[1]:.2f}" for name, value in r.items()})
+        cells["ours / BM3D time"] = f"{r['ours'][1] / r['BM3D'][1]:.2f}"
+        if header is None:
+            header = list(cells)
+            print("| σ | " + " | ".join(header) + " |")
+            print("|---" * (len(header) + 1) + "|")
+        print(f"| {sigma:g} | " + " | ".join(cells.get(column, "") for column in header) + " |", flush=True)
 
 
 if __name__ == "__main__":

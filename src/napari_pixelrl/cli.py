@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from . import __version__, api
 from .core.checkpoint import CheckpointError
-from .core.config import NOISE_KINDS, PRECISIONS, NoiseModel, TrainConfig
+from .core.config import NOISE_KINDS, OBJECTIVES, PRECISIONS, NoiseModel, TrainConfig
 from .core.io import IMAGE_SUFFIXES, list_images, read_image, write_tiff
 from .core.metrics import psnr, to_uint8
 from .core.noise import degrade
@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("run_dir", metavar="RUN_DIR", help="output folder (policy, resume state, log.jsonl)")
     train.add_argument("--config", help="TrainConfig or recipe JSON file")
-    train.add_argument("--objective", choices=["a2c", "expected-reward", "denoiser"], default=None)
+    train.add_argument("--objective", choices=OBJECTIVES, default=None)
     train.add_argument("--data", help="folder of clean training images")
     train.add_argument("--init", help="start from this policy (shipped name or checkpoint)")
     for flag, kind in (

@@ -157,7 +157,7 @@ def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return dict(data)
 
 
-OBJECTIVES = ("a2c", "expected-reward", "denoiser")
+OBJECTIVES = ("a2c", "expected-reward", "imitation", "denoiser")
 
 
 @dataclass(frozen=True)
@@ -169,12 +169,15 @@ class TrainConfig:
     * ``"a2c"``: the paper's multi-step per-pixel advantage actor-critic with reward map convolution.
     * ``"expected-reward"``: the same, except that the policy term is the exact expected one-step reward
       ``-Σ_a π(a|s) r(a)`` (every action's reward is known during training): no sampling noise, a fast start.
+    * ``"imitation"``: the same, except that the policy term is behaviour cloning of the per-pixel greedy oracle
+      (the action that most lowers each pixel's error, known during training), weighted by how much the choice
+      matters at that pixel.
     * ``"denoiser"``: supervised warm start of the trunk and value branch as a residual denoiser (mean squared
       error), the network shape the authors initialised from; a later stage copies it into both branches.
     """
 
     objective: str = "a2c"
-    """``"a2c"``, ``"expected-reward"`` or ``"denoiser"``."""
+    """``"a2c"``, ``"expected-reward"``, ``"imitation"`` or ``"denoiser"``."""
     data: str = ""
     """Folder of clean training images (8-bit grayscale or any image scaled to [0, 1] by its dtype)."""
     noise: NoiseModel = field(default_factory=NoiseModel)

@@ -127,9 +127,10 @@ def episode_loss(
     """Run one sampled episode from ``noisy`` and return the actor-critic loss (see the module docstring).
 
     With ``config.objective == "expected-reward"`` the policy term is ``-Σ_a π(a|s_t) r_t(a)``, the exact expected
-    one-step reward, instead of the sampled ``-log π(a_t|s_t) · advantage``; everything else is the same.
+    one-step reward, instead of the sampled ``-log π(a_t|s_t) · advantage``; with ``"imitation"`` it is the
+    cross-entropy with the greedy oracle's action ``argmax_a r_t(a)``, weighted per pixel by the spread of the
+    rewards there. Everything else (sampled rollout, value loss with RMC returns, entropy bonus) is the same.
     """
-    expected = config.objective == "expected-reward"
     state, hidden = noisy, None
     policy_terms, entropies, values, rewards = [], [], [], []
     counts = torch.zeros(len(action_set), dtype=torch.long, device=clean.device)
@@ -139,9 +140,13 @@ def episode_loss(
         log_probs = out.logits.float().log_softmax(dim=1)
         probs = log_probs.exp()
         actions = choose_actions(log_probs.detach(), greedy=False, generator=generator)
-        if expected:
+        if config.objective in ("expected-reward", "imitation"):
             candidates = torch.cat([action.apply(state) for action in action_set.actions], dim=1)  # (B, A, H, W)
-            policy_terms.append(-(probs * step_reward(clean, state, candidates)).sum(dim=1, keepdim=True))
+            all_rewards = step_reward(clean, state, candidates)
+            if config.objective == "expected-reward":
+                policy_terms.append(-(probs * all_rewards).sum(dim=1, keepdim=True))
+            else:
+                policy_terms.append(_imitation_term(log_probs, all_rewards))
             next_state = candidates.gather(1, actions.unsqueeze(1))
         else:
             policy_terms.append(log_probs.gather(1, actions.unsqueeze(1)))
@@ -154,7 +159,7 @@ def episode_loss(
 
     rewards_t, values_t = torch.stack(rewards), torch.stack(values)
     returns = discounted_returns(rewards_t, config.gamma, model.reward_conv if config.reward_map_conv else None)
-    if expected:
+    if config.objective in ("expected-reward", "imitation"):
         policy_loss = torch.stack(policy_terms).sum(dim=0).mean()
     else:
         advantage = (returns - values_t).detach()
@@ -170,6 +175,14 @@ def episode_loss(
         reward=float(rewards_t.sum(dim=0).mean()),
         action_counts=counts,
     )
+
+
+def _imitation_term(log_probs: torch.Tensor, all_rewards: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy with the greedy oracle's action (the one whose reward is highest), per pixel, weighted by what
+    is at stake there (best minus worst reward, normalised to mean 1 over the batch)."""
+    best = all_rewards.argmax(dim=1, keepdim=True)
+    stakes = all_rewards.amax(dim=1, keepdim=True) - all_rewards.amin(dim=1, keepdim=True)
+    return -log_probs.gather(1, best) * (stakes / stakes.mean().clamp_min(1e-12))
 
 
 def denoiser_loss(model: PixelRLNet, clean: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
