@@ -196,6 +196,9 @@ class TrainConfig:
     """Side of the square random crops."""
     steps: int = 5
     """Episode length T."""
+    rollout: str = "sample"
+    """How the episode moves on: ``"sample"`` actions from the policy (the paper) or take its ``"greedy"`` argmax
+    (useful with ``"imitation"``: the states seen in training are then those seen when restoring)."""
     gamma: float = 0.95
     """Discount γ."""
     entropy_beta: float = 0.01
@@ -236,6 +239,8 @@ class TrainConfig:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        if self.rollout not in ("sample", "greedy"):
+            raise ValueError(f"rollout must be 'sample' or 'greedy', got {self.rollout!r}")
         positive = ("episodes", "batch_size", "steps", "crop_size", "validation_crop")
         for name in positive:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:

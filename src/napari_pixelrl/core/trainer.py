@@ -139,7 +139,7 @@ def episode_loss(
             out = model(state, hidden)
         log_probs = out.logits.float().log_softmax(dim=1)
         probs = log_probs.exp()
-        actions = choose_actions(log_probs.detach(), greedy=False, generator=generator)
+        actions = choose_actions(log_probs.detach(), greedy=config.rollout == "greedy", generator=generator)
         if config.objective in ("expected-reward", "imitation"):
             candidates = torch.cat([action.apply(state) for action in action_set.actions], dim=1)  # (B, A, H, W)
             all_rewards = step_reward(clean, state, candidates)
