@@ -173,6 +173,26 @@ def test_expected_reward_policy_gradient_is_the_exact_expectation():
     np.testing.assert_allclose(out.logits.grad.numpy(), expected, rtol=1e-4, atol=1e-10)
 
 
+def test_imitation_gradient_is_the_stake_weighted_cross_entropy_with_the_greedy_oracle():
+    torch.manual_seed(2)
+    model = PixelRLNet(ModelConfig(width=6, reward_filter_size=5))
+    config = TrainConfig(objective="imitation", steps=1, entropy_beta=0.0, value_weight=0.0)
+    clean = torch.rand(1, 1, 9, 9)
+    noisy = clean + 0.1 * torch.randn_like(clean)
+    recorder = Recorder(model)
+    episode_loss(recorder, clean, noisy, config, DENOISE, torch.Generator().manual_seed(0)).loss.backward()
+    _, out = recorder.steps[0]
+    pi = out.logits.detach().double().softmax(1).numpy()
+    s, x = noisy.double().numpy(), clean.double().numpy()
+    r = np.concatenate([255 * ((x - s) ** 2 - (x - a.apply(noisy).double().numpy()) ** 2) for a in DENOISE.actions], 1)
+    best = np.eye(len(DENOISE))[r.argmax(1)].transpose(0, 3, 1, 2)
+    stakes = r.max(1, keepdims=True) - r.min(1, keepdims=True)
+    weight = stakes / stakes.mean()
+    # d/dz_k of -w log π_best = -w (1[k = best] - π_k), averaged over pixels
+    expected = -weight * (best - pi) / x.size
+    np.testing.assert_allclose(out.logits.grad.numpy(), expected, rtol=1e-4, atol=1e-10)
+
+
 # --- the trainer --------------------------------------------------------------------------------------------------
 
 
