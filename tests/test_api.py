@@ -4,9 +4,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_policy
+from PIL import Image
 
 from napari_pixelrl import api
 from napari_pixelrl.core.checkpoint import CheckpointError, save_checkpoint
+from napari_pixelrl.core.config import NoiseModel
+from napari_pixelrl.core.metrics import psnr
+from napari_pixelrl.core.noise import degrade
 
 DO_NOTHING = 1
 BOX = 8
@@ -168,3 +172,17 @@ def test_other_runtime_errors_mentioning_memory_pass_through(monkeypatch):
     monkeypatch.setattr(api, "collect_episode", unrelated)
     with pytest.raises(RuntimeError, match="unsupported memory format"):
         api.restore(np.zeros((8, 8), np.float32), make_policy())
+
+
+def test_evaluate_scores_any_noise_model_on_the_same_draws(tmp_path):
+    rng = np.random.default_rng(3)
+    clean = [rng.integers(0, 256, (16, 16), dtype=np.uint8) for _ in range(2)]
+    for i, image in enumerate(clean):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+    noise = NoiseModel(kind="poisson-gaussian", gain=0.05, sigma=2.0)
+    result = api.evaluate(make_policy(fixed_action=1), tmp_path, noise=noise, seed=7)
+    draws = np.random.default_rng(7)
+    expected = [psnr(degrade(c / 255.0, noise, draws), c / 255.0) for c in clean]
+    assert result.noise == noise
+    np.testing.assert_allclose([s.psnr_noisy for s in result.scores], expected, rtol=1e-6)
+    np.testing.assert_allclose([s.psnr for s in result.scores], expected, rtol=1e-6)  # "do nothing" policy

@@ -156,10 +156,11 @@ def test_a2c_loss_and_gradients_match_a_reference_computation():
     assert model.reward_conv.weight.grad is not None and model.reward_conv.weight.grad.abs().sum() > 0
 
 
-def test_expected_reward_policy_gradient_is_the_exact_expectation():
-    torch.manual_seed(1)
+def _one_step_logit_gradient(objective: str, seed: int):
+    """Gradient of a one-step loss (policy term only) w.r.t. the logits, with π and every action's reward."""
+    torch.manual_seed(seed)
     model = PixelRLNet(ModelConfig(width=6, reward_filter_size=5))
-    config = TrainConfig(objective="expected-reward", steps=1, entropy_beta=0.0, value_weight=0.0)
+    config = TrainConfig(objective=objective, steps=1, entropy_beta=0.0, value_weight=0.0)
     clean = torch.rand(1, 1, 9, 9)
     noisy = clean + 0.1 * torch.randn_like(clean)
     recorder = Recorder(model)
@@ -168,29 +169,23 @@ def test_expected_reward_policy_gradient_is_the_exact_expectation():
     pi = out.logits.detach().double().softmax(1).numpy()
     s, x = noisy.double().numpy(), clean.double().numpy()
     r = np.concatenate([255 * ((x - s) ** 2 - (x - a.apply(noisy).double().numpy()) ** 2) for a in DENOISE.actions], 1)
+    return out.logits.grad.numpy(), pi, r
+
+
+def test_expected_reward_policy_gradient_is_the_exact_expectation():
+    grad, pi, r = _one_step_logit_gradient("expected-reward", seed=1)
     # d/dz_k of -Σ_a π_a r_a = -π_k (r_k - Σ_a π_a r_a), averaged over pixels
-    expected = -pi * (r - (pi * r).sum(1, keepdims=True)) / x.size
-    np.testing.assert_allclose(out.logits.grad.numpy(), expected, rtol=1e-4, atol=1e-10)
+    expected = -pi * (r - (pi * r).sum(1, keepdims=True)) / r[:, 0].size
+    np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-10)
 
 
 def test_imitation_gradient_is_the_stake_weighted_cross_entropy_with_the_greedy_oracle():
-    torch.manual_seed(2)
-    model = PixelRLNet(ModelConfig(width=6, reward_filter_size=5))
-    config = TrainConfig(objective="imitation", steps=1, entropy_beta=0.0, value_weight=0.0)
-    clean = torch.rand(1, 1, 9, 9)
-    noisy = clean + 0.1 * torch.randn_like(clean)
-    recorder = Recorder(model)
-    episode_loss(recorder, clean, noisy, config, DENOISE, torch.Generator().manual_seed(0)).loss.backward()
-    _, out = recorder.steps[0]
-    pi = out.logits.detach().double().softmax(1).numpy()
-    s, x = noisy.double().numpy(), clean.double().numpy()
-    r = np.concatenate([255 * ((x - s) ** 2 - (x - a.apply(noisy).double().numpy()) ** 2) for a in DENOISE.actions], 1)
+    grad, pi, r = _one_step_logit_gradient("imitation", seed=2)
     best = np.eye(len(DENOISE))[r.argmax(1)].transpose(0, 3, 1, 2)
     stakes = r.max(1, keepdims=True) - r.min(1, keepdims=True)
-    weight = stakes / stakes.mean()
-    # d/dz_k of -w log π_best = -w (1[k = best] - π_k), averaged over pixels
-    expected = -weight * (best - pi) / x.size
-    np.testing.assert_allclose(out.logits.grad.numpy(), expected, rtol=1e-4, atol=1e-10)
+    # d/dz_k of -w log π_best = -w (1[k = best] - π_k), with w = stakes / mean stakes, averaged over pixels
+    expected = -(stakes / stakes.mean()) * (best - pi) / r[:, 0].size
+    np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-10)
 
 
 # --- the trainer --------------------------------------------------------------------------------------------------
