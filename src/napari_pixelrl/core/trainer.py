@@ -11,7 +11,9 @@ One episode on a batch of clean crops ``x`` and their noisy versions ``s_0``, fo
     loss = Σ_t mean_pixels[ -log π(a_t|s_t) · sg(R_t - V(s_t)) - β H(π(·|s_t)) + value_weight · ½ (R_t - V(s_t))² ]
 
 ``sg`` stops the gradient, so the RMC filter ``w`` learns only through the value term. The convGRU state is
-carried from step to step as data (no backpropagation through time).
+carried from step to step as data (no backpropagation through time). Two cheaper policy terms replace the first
+one when asked (``TrainConfig.objective``): the exact expected one-step reward, and imitation of the greedy
+oracle; a ``"denoiser"`` stage trains the trunk as a residual denoiser to start from.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from torch import nn
 
 from .actions import ActionSet, apply_actions, get_action_set
 from .checkpoint import CheckpointError, Policy, save_checkpoint, write_safetensors
-from .config import TrainConfig
+from .config import PRECISIONS, ModelConfig, TrainConfig
 from .data import ImageSet, center_crops, random_crops
 from .environment import describe_machine, resolve_device, source_commit
 from .metrics import psnr
@@ -207,7 +209,7 @@ def from_denoiser(model: PixelRLNet, seed: int = 0) -> PixelRLNet:
     return model
 
 
-def _seeded(config: Any, seed: int) -> PixelRLNet:
+def _seeded(config: ModelConfig, seed: int) -> PixelRLNet:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return PixelRLNet(config)
@@ -289,7 +291,7 @@ class Trainer:
         self.name, self.description = name or Path(run_dir).name, description
         self.run_dir = Path(run_dir)
         self.device = resolve_device(config.device)
-        self.network_dtype = {"float32": None, "bfloat16": torch.bfloat16}[config.precision]
+        self.network_dtype = PRECISIONS[config.precision]
         self.images = images if images is not None else ImageSet.from_folder(config.data, config.validation_images)
         if initial is not None:
             self.action_set = initial.action_set
