@@ -82,9 +82,11 @@ def list_policies() -> dict[str, str]:
 
     Any name can be passed to :func:`load_policy`.
     """
-    if not WEIGHTS_DIR.is_dir():
-        return {}
-    return {p.stem: read_header(p).get("description", "") for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))}
+    return {p.stem: read_header(p).get("description", "") for p in _shipped_files()}
+
+
+def _shipped_files() -> list[Path]:
+    return sorted(WEIGHTS_DIR.glob("*.safetensors")) if WEIGHTS_DIR.is_dir() else []
 
 
 def load_policy(name_or_path: str | os.PathLike[str]) -> Policy:
@@ -97,7 +99,7 @@ def load_policy(name_or_path: str | os.PathLike[str]) -> Policy:
     CheckpointError
         If no shipped policy has that name and no readable policy file is at that path.
     """
-    shipped = list_policies()
+    shipped = [p.stem for p in _shipped_files()]
     if str(name_or_path) in shipped:
         return load_checkpoint(WEIGHTS_DIR / f"{name_or_path}.safetensors")
     path = Path(name_or_path).expanduser()

@@ -6,7 +6,7 @@ As in the paper, the state is not clipped during the episode; only the final ima
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import nullcontext
+from contextlib import AbstractContextManager
 from typing import NamedTuple
 
 import torch
@@ -14,7 +14,7 @@ import torch
 from .actions import ActionSet, apply_actions
 from .model import PixelRLNet
 
-__all__ = ["Episode", "Step", "choose_actions", "collect_episode", "episode_steps"]
+__all__ = ["Episode", "Step", "choose_actions", "collect_episode", "episode_steps", "network_autocast"]
 
 
 class Step(NamedTuple):
@@ -39,6 +39,11 @@ class Episode(NamedTuple):
     """Action maps, ``(T, B, H, W)`` int64."""
     values: torch.Tensor | None
     """Value maps ``V(s_t)``, ``(T, B, H, W)``, or ``None``."""
+
+
+def network_autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
+    """Autocast of the network's arithmetic to ``dtype`` on ``device``; a no-op for ``None`` (plain float32)."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def choose_actions(logits: torch.Tensor, greedy: bool, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -91,7 +96,7 @@ def episode_steps(
         raise ValueError(f"model has {model.config.n_actions} action channels, action set has {len(action_set)}")
     state, hidden = image, None
     for t in range(steps):
-        with torch.autocast(state.device.type, dtype=network_dtype) if network_dtype else nullcontext():
+        with network_autocast(state.device, network_dtype):
             out = model(state, hidden, with_value=with_value)
         actions = choose_actions(out.logits.float(), greedy, generator)
         value = out.value[:, 0].float() if out.value is not None else None

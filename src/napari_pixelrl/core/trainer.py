@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ from .environment import describe_machine, resolve_device, source_commit
 from .metrics import psnr
 from .model import PixelRLNet
 from .noise import degrade
-from .rollout import choose_actions, collect_episode, episode_steps
+from .rollout import choose_actions, collect_episode, episode_steps, network_autocast
 
 __all__ = [
     "EpisodeLoss",
@@ -113,10 +113,6 @@ class EpisodeLoss(NamedTuple):
     """How often each action was taken, ``(n_actions,)``."""
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
-
 def episode_loss(
     model: PixelRLNet,
     clean: torch.Tensor,
@@ -137,7 +133,7 @@ def episode_loss(
     policy_terms, entropies, values, rewards = [], [], [], []
     counts = torch.zeros(len(action_set), dtype=torch.long, device=clean.device)
     for _ in range(config.steps):
-        with _autocast(clean.device, network_dtype):
+        with network_autocast(clean.device, network_dtype):
             out = model(state, hidden)
         log_probs = out.logits.float().log_softmax(dim=1)
         probs = log_probs.exp()
@@ -366,7 +362,7 @@ class Trainer:
         clean, noisy = self._tensor(clean_np), self._tensor(noisy_np)
         self.optimizer.zero_grad(set_to_none=True)
         if cfg.objective == "denoiser":
-            with _autocast(self.device, self.network_dtype):
+            with network_autocast(self.device, self.network_dtype):
                 loss = denoiser_loss(self.model, clean, noisy)
             mse, initial = float(loss.detach()), float(((noisy - clean) ** 2).mean())
             result = EpisodeLoss(loss, 0.0, mse, 0.0, 255.0 * (initial - mse), torch.zeros(len(self.action_set)))
