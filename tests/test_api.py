@@ -159,8 +159,9 @@ def test_image_too_large_for_memory_is_refused_before_starting(monkeypatch):
 def test_out_of_memory_inside_torch_becomes_a_clear_error(monkeypatch):
     def exhausted(*args, **kwargs):
         raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 123 bytes")
+        yield  # a generator, like the real episode_steps
 
-    monkeypatch.setattr(api, "collect_episode", exhausted)
+    monkeypatch.setattr(api, "episode_steps", exhausted)
     with pytest.raises(MemoryError, match=r"ran out of memory\. Restore a smaller crop"):
         api.restore(np.zeros((8, 8), np.float32), make_policy())
 
@@ -168,8 +169,9 @@ def test_out_of_memory_inside_torch_becomes_a_clear_error(monkeypatch):
 def test_other_runtime_errors_mentioning_memory_pass_through(monkeypatch):
     def unrelated(*args, **kwargs):
         raise RuntimeError("unsupported memory format for this operator")
+        yield  # a generator, like the real episode_steps
 
-    monkeypatch.setattr(api, "collect_episode", unrelated)
+    monkeypatch.setattr(api, "episode_steps", unrelated)
     with pytest.raises(RuntimeError, match="unsupported memory format"):
         api.restore(np.zeros((8, 8), np.float32), make_policy())
 
@@ -186,3 +188,29 @@ def test_evaluate_scores_any_noise_model_on_the_same_draws(tmp_path):
     assert result.noise == noise
     np.testing.assert_allclose([s.psnr_noisy for s in result.scores], expected, rtol=1e-6)
     np.testing.assert_allclose([s.psnr for s in result.scores], expected, rtol=1e-6)  # "do nothing" policy
+
+
+def test_restore_steps_reports_each_step_and_returns_the_same_result_as_restore(policy):
+    noisy = np.random.default_rng(3).random((20, 24)).astype(np.float32)
+    work = api.restore_steps(noisy, policy, steps=4, return_values=True)
+    progress = []
+    while True:
+        try:
+            progress.append(next(work))
+        except StopIteration as finished:
+            result = finished.value
+            break
+    assert [(p.done, p.total) for p in progress] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    expected = api.restore(noisy, policy, steps=4, return_values=True)
+    np.testing.assert_array_equal(result.image, expected.image)
+    np.testing.assert_array_equal(result.actions, expected.actions)
+    np.testing.assert_array_equal(result.values, expected.values)
+
+
+def test_restore_steps_checks_the_image_before_any_work_and_leaves_grad_mode_alone(policy):
+    with pytest.raises(ValueError, match="NaN"):
+        next(api.restore_steps(np.full((8, 8), np.nan, np.float32), policy))
+    work = api.restore_steps(np.zeros((8, 8), np.float32), policy)
+    next(work)
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    work.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import zipfile
@@ -41,3 +42,11 @@ def test_wheel_contains_the_manifest_as_a_real_file(tmp_path):
     assert PluginManifest.from_file(tmp_path / "napari.yaml").name == "napari-pixelrl"
     assert "napari-pixelrl = napari_pixelrl:napari.yaml" in entry_points
     assert "napari-pixelrl = napari_pixelrl.cli:main" in entry_points
+
+
+def test_every_command_in_the_manifest_is_importable():
+    manifest = PluginManifest.from_file(ROOT / "napari.yaml")
+    assert manifest.contributions.commands
+    for command in manifest.contributions.commands:
+        module, _, attribute = command.python_name.partition(":")
+        assert callable(getattr(importlib.import_module(module), attribute)), command.python_name

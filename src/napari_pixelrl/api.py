@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -36,7 +36,7 @@ from .core.memory import available_bytes, episode_bytes, reuse_large_buffers
 from .core.metrics import psnr, ssim
 from .core.noise import degrade
 from .core.recipe import Recipe
-from .core.rollout import collect_episode, episode_steps
+from .core.rollout import Step, collect_episode, episode_steps
 from .core.trainer import POLICY_FILE, Trainer, TrainUpdate
 
 __all__ = [
@@ -44,12 +44,15 @@ __all__ = [
     "ImageScore",
     "Policy",
     "Restoration",
+    "RestoreProgress",
+    "check_image",
     "default_intensity_range",
     "evaluate",
     "list_policies",
     "load_policy",
     "resolve_device",
     "restore",
+    "restore_steps",
     "train",
 ]
 
@@ -114,7 +117,8 @@ def load_policy(name_or_path: str | os.PathLike[str]) -> Policy:
     return load_checkpoint(path)
 
 
-def _check_image(image: np.ndarray) -> None:
+def check_image(image: np.ndarray) -> None:
+    """Raise ``ValueError`` with the fix when :func:`restore` cannot take ``image`` (dtype, shape, size, NaN)."""
     kind = image.dtype.kind
     if kind not in "uif":
         hint = " (a mask? convert it with image.astype(np.float32))" if kind == "b" else ""
@@ -166,6 +170,14 @@ def default_intensity_range(image: np.ndarray) -> tuple[float, float]:
     return (low, high) if high > low else (low, low + 1.0)
 
 
+@dataclass(frozen=True)
+class RestoreProgress:
+    """Progress of :func:`restore_steps`: ``done`` of ``total`` units of work (episode steps) finished."""
+
+    done: int
+    total: int
+
+
 def restore(
     image: np.ndarray,
     policy: Policy,
@@ -209,6 +221,43 @@ def restore(
     MemoryError
         When the image is too large for the device's free memory (checked before starting).
     """
+    work = restore_steps(
+        image,
+        policy,
+        steps=steps,
+        device=device,
+        return_values=return_values,
+        intensity_range=intensity_range,
+        precision=precision,
+    )
+    while True:
+        try:
+            next(work)
+        except StopIteration as finished:
+            return finished.value
+
+
+def restore_steps(
+    image: np.ndarray,
+    policy: Policy,
+    *,
+    steps: int | None = None,
+    device: str | torch.device = "auto",
+    return_values: bool = False,
+    intensity_range: tuple[float, float] | None = None,
+    precision: str = "float32",
+) -> Generator[RestoreProgress, None, Restoration]:
+    """:func:`restore` one step at a time: yields a :class:`RestoreProgress` after each step, returns the result.
+
+    For progress bars and cancellation: closing the generator (or stopping to iterate) abandons the work at the
+    next step. The image is checked, and the memory estimated, before the first step. Arguments as in
+    :func:`restore`.
+
+    Example
+    -------
+    >>> work = restore_steps(noisy, policy)  # doctest: +SKIP
+    >>> result = yield from work  # inside another generator, e.g. a napari thread_worker  # doctest: +SKIP
+    """
     config = InferenceConfig(
         steps=policy.steps if steps is None else steps,
         device=str(device),
@@ -216,7 +265,7 @@ def restore(
         precision=precision,
     )
     image = np.asarray(image)
-    _check_image(image)
+    check_image(image)
     low, high = default_intensity_range(image) if intensity_range is None else map(float, intensity_range)
     if not high > low:
         raise ValueError(f"intensity_range must have high > low, got ({low}, {high})")
@@ -227,26 +276,34 @@ def restore(
     if target.type == "cpu":
         reuse_large_buffers()
     model = policy.model.to(device=target, memory_format=torch.channels_last).eval()
-    try:
-        with torch.inference_mode():
-            state = torch.from_numpy(scaled)[None, None].to(target).contiguous(memory_format=torch.channels_last)
-            episode = collect_episode(
-                episode_steps(
-                    model,
-                    state,
-                    policy.action_set,
-                    config.steps,
-                    with_value=config.return_values,
-                    network_dtype=config.network_dtype,
-                )
-            )
-            restored = episode.image[0, 0].cpu().numpy()
-            actions = episode.actions[:, 0].to(torch.uint8).cpu().numpy()
-            values = episode.values[:, 0].float().cpu().numpy() if episode.values is not None else None
-    except RuntimeError as err:  # torch.OutOfMemoryError is a RuntimeError too
-        if not any(marker in str(err).lower() for marker in _OUT_OF_MEMORY):
-            raise
-        raise MemoryError(_memory_advice(image.shape, target, f"the {target.type} ran out of memory")) from err
+    state = torch.from_numpy(scaled)[None, None].to(target).contiguous(memory_format=torch.channels_last)
+    episode = episode_steps(
+        model,
+        state,
+        policy.action_set,
+        config.steps,
+        with_value=config.return_values,
+        network_dtype=config.network_dtype,
+    )
+    done: list[Step] = []
+    while True:
+        # Inference mode is entered per step, never held across a yield (it is thread-local state that would
+        # otherwise leak into the caller's code while this generator is suspended).
+        try:
+            with torch.inference_mode():
+                step = next(episode, None)
+        except RuntimeError as err:  # torch.OutOfMemoryError is a RuntimeError too
+            if not any(marker in str(err).lower() for marker in _OUT_OF_MEMORY):
+                raise
+            raise MemoryError(_memory_advice(image.shape, target, f"the {target.type} ran out of memory")) from err
+        if step is None:
+            break
+        done.append(step)
+        yield RestoreProgress(done=len(done), total=config.steps)
+    result = collect_episode(done)
+    restored = result.image[0, 0].cpu().numpy()
+    actions = result.actions[:, 0].to(torch.uint8).cpu().numpy()
+    values = result.values[:, 0].float().cpu().numpy() if result.values is not None else None
     restored = (restored.astype(np.float64) * (high - low) + low).astype(np.float32)
     return Restoration(image=restored, actions=actions, values=values)
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from napari_pixelrl.core.actions import DENOISE
-from napari_pixelrl.core.render import action_montage, color_actions
+from napari_pixelrl.core.render import action_montage, action_shares, color_actions
 
 
 def test_every_action_has_its_own_fixed_colour():
@@ -28,3 +28,14 @@ def test_montage_places_steps_side_by_side_with_a_legend():
     assert (step2 == DENOISE.colors[4]).all()
     with pytest.raises(ValueError, match="steps, H, W"):
         action_montage(actions[0], DENOISE)
+
+
+def test_action_shares_counts_pixels_per_step():
+    actions = np.zeros((2, 2, 5), np.uint8)
+    actions[0, 0, :2] = 3  # 2 of 10 pixels
+    actions[1] = 8
+    shares = action_shares(actions, 9)
+    assert shares.shape == (2, 9)
+    np.testing.assert_allclose(shares[0, [0, 3]], [0.8, 0.2])
+    np.testing.assert_allclose(shares[1, 8], 1.0)
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0)

@@ -7,7 +7,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .actions import ActionSet
 
-__all__ = ["action_montage", "color_actions"]
+__all__ = ["action_montage", "action_shares", "color_actions"]
 
 _GAP = 6
 _SWATCH = 12
@@ -26,6 +26,17 @@ def color_actions(actions: np.ndarray, action_set: ActionSet) -> np.ndarray:
         raise ValueError(f"action indices must lie in [0, {len(action_set)}), got {actions.min()}..{actions.max()}")
     palette = np.array(action_set.colors, dtype=np.uint8)
     return palette[actions.astype(np.intp)]
+
+
+def action_shares(actions: np.ndarray, n_actions: int) -> np.ndarray:
+    """Fraction of pixels that took each action at each step: ``(T, n_actions)`` from an action map ``(T, H, W)``;
+    each row sums to 1."""
+    actions = np.asarray(actions)
+    if actions.ndim != 3:
+        raise ValueError(f"expected an action map (steps, H, W), got shape {actions.shape}")
+    flat = actions.reshape(actions.shape[0], -1).astype(np.intp)
+    counts = np.stack([np.bincount(row, minlength=n_actions)[:n_actions] for row in flat])
+    return counts / max(1, flat.shape[1])
 
 
 def action_montage(actions: np.ndarray, action_set: ActionSet) -> Image.Image:
@@ -54,8 +65,7 @@ def action_montage(actions: np.ndarray, action_set: ActionSet) -> Image.Image:
         left = t * (width + _GAP)
         draw.text((left, 2), f"step {t + 1}", fill="black", font=font)
         canvas.paste(Image.fromarray(colored[t]), (left, 18))
-    counts = np.bincount(actions.ravel().astype(np.intp), minlength=len(action_set))
-    shares = counts / max(1, actions.size)
+    shares = action_shares(actions, len(action_set)).mean(axis=0)
     top = 18 + height + _GAP
     for index, (name, color) in enumerate(zip(action_set.names, action_set.colors, strict=True)):
         x, y = (index % columns) * (total_width // columns), top + (index // columns) * line

@@ -1,0 +1,1 @@
+"""Everything that imports napari or Qt: dock widgets, result layers and sample data."""

@@ -1,0 +1,228 @@
+"""From a :class:`~napari_pixelrl.api.Restoration` to napari layers, and back to the same layers on a re-run.
+
+Three layers per restored source layer, tagged in ``metadata["napari_pixelrl"]`` with their role and the source
+layer's id, so that restoring the same layer again updates them (keeping the user's display settings):
+
+* the restored image, in the source's units, with its scale, translate, colormap and contrast limits;
+* the action map, a Labels layer ``(steps, H, W)``: label ``a + 1`` is action ``a`` (napari keeps 0 for
+  "no label"), each action in its fixed colour, its name shown under the cursor through the layer's features;
+* the value map, an Image layer ``(steps, H, W)`` with the critic's ``V(s_t)`` per pixel.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+from napari.layers import Image, Labels, Layer
+from napari.utils.colormaps import DirectLabelColormap
+from napari.viewer import Viewer
+
+from ..api import Restoration, check_image, load_policy, restore
+from ..core.actions import ActionSet
+from ..core.checkpoint import Policy
+
+__all__ = [
+    "RestoredLayers",
+    "action_colormap",
+    "layer_image",
+    "restore_layer",
+    "result_layers",
+    "show_restoration",
+]
+
+METADATA_KEY = "napari_pixelrl"
+_TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
+
+
+class RestoredLayers(NamedTuple):
+    """The layers that show one restoration; ``actions`` and ``values`` are ``None`` when not computed."""
+
+    image: Image
+    actions: Labels | None
+    values: Image | None
+
+
+def layer_image(layer: Layer) -> np.ndarray:
+    """The 2-D array that PixelRL restores from ``layer``, with a clear error for anything it cannot take.
+
+    Multiscale layers give their full-resolution level. The layer is never modified.
+
+    Raises
+    ------
+    TypeError
+        If ``layer`` is not an Image layer.
+    ValueError
+        For RGB(A) layers, stacks, and data that :func:`napari_pixelrl.api.check_image` rejects.
+    """
+    if not isinstance(layer, Image):
+        raise TypeError(
+            f"layer {layer.name!r} is a {type(layer).__name__} layer; PixelRL restores Image layers. "
+            "Pick an image layer."
+        )
+    if layer.rgb:
+        raise ValueError(
+            f"layer {layer.name!r} is an RGB(A) image; the denoising policies work on grayscale. "
+            "Split it into channels (right-click the layer > Split RGB) and restore one channel."
+        )
+    data = layer.data[0] if layer.multiscale else layer.data
+    if data.ndim != 2:
+        raise ValueError(
+            f"layer {layer.name!r} has {data.ndim} dimensions {tuple(data.shape)}; this version restores 2-D "
+            "images. For a stack, restore one plane (e.g. viewer.add_image(layer.data[k]))."
+        )
+    image = np.asarray(data)
+    try:
+        check_image(image)
+    except ValueError as err:
+        raise ValueError(f"layer {layer.name!r}: {err}") from None
+    return image
+
+
+def action_colormap(action_set: ActionSet) -> DirectLabelColormap:
+    """Labels colormap with each action's fixed colour at label ``index + 1``; everything else transparent."""
+    colors: dict[int | None, tuple[float, ...]] = {None: _TRANSPARENT, 0: _TRANSPARENT}
+    for index, (r, g, b) in enumerate(action_set.colors):
+        colors[index + 1] = (r / 255, g / 255, b / 255, 1.0)
+    return DirectLabelColormap(color_dict=colors)
+
+
+def _action_features(action_set: ActionSet) -> pd.DataFrame:
+    return pd.DataFrame({"index": np.arange(1, len(action_set) + 1), "action": action_set.names})
+
+
+def _tag(role: str, source: Layer, policy: Policy) -> dict:
+    return {METADATA_KEY: {"role": role, "source": str(source.unique_id), "policy": policy.name}}
+
+
+def result_layers(source: Image, result: Restoration, policy: Policy, *, action_map: bool = True) -> RestoredLayers:
+    """New (not yet added) layers for ``result``, placed and displayed like ``source`` (no action map layer when
+    ``action_map`` is false, no value map layer when ``result.values`` is ``None``)."""
+    scale, translate = tuple(source.scale[-2:]), tuple(source.translate[-2:])
+    image = Image(
+        result.image,
+        name=f"{source.name} restored ({policy.name})",
+        scale=scale,
+        translate=translate,
+        colormap=source.colormap,
+        contrast_limits=source.contrast_limits,
+        gamma=source.gamma,
+        metadata=_tag("restored", source, policy),
+    )
+    stack_axes = {
+        "scale": (1.0, *scale),
+        "translate": (0.0, *translate),
+        "axis_labels": ("step", *source.axis_labels[-2:]),
+    }
+    actions = None
+    if action_map:
+        actions = Labels(
+            result.actions.astype(np.uint8) + 1,
+            name=f"{source.name} actions ({policy.name})",
+            colormap=action_colormap(policy.action_set),
+            features=_action_features(policy.action_set),
+            opacity=0.7,
+            metadata=_tag("actions", source, policy),
+            **stack_axes,
+        )
+    values = None
+    if result.values is not None:
+        values = Image(
+            result.values,
+            name=f"{source.name} values ({policy.name})",
+            colormap="viridis",
+            visible=False,
+            metadata=_tag("values", source, policy),
+            **stack_axes,
+        )
+    return RestoredLayers(image, actions, values)
+
+
+def _find(layers, tag: dict) -> Layer | None:
+    role, source = tag[METADATA_KEY]["role"], tag[METADATA_KEY]["source"]
+    for layer in layers:
+        mine = layer.metadata.get(METADATA_KEY, {})
+        if mine.get("role") == role and mine.get("source") == source:
+            return layer
+    return None
+
+
+def show_restoration(
+    viewer: Viewer, source: Image, result: Restoration, policy: Policy, *, action_map: bool = True
+) -> RestoredLayers:
+    """Add the layers of ``result`` to ``viewer``, or update the ones an earlier run on ``source`` made.
+
+    Updating keeps the user's display settings (opacity, visibility, contrast) and the layers' places in the
+    list; the data, names, scale and translate and the action legend follow the new result.
+    """
+    new = result_layers(source, result, policy, action_map=action_map)
+    shown = {}
+    for role in ("image", "values", "actions"):  # new layers go on top in this order: the action map uppermost
+        layer = getattr(new, role)
+        if layer is None:
+            shown[role] = None
+            continue
+        old = _find(viewer.layers, layer.metadata)
+        if old is None:
+            shown[role] = viewer.add_layer(layer)
+            continue
+        old.data = layer.data
+        old.scale, old.translate = layer.scale, layer.translate
+        old.metadata = layer.metadata
+        if isinstance(layer, Labels):
+            old.colormap = layer.colormap
+            old.features = layer.features
+        old.name = layer.name
+        shown[role] = old
+    return RestoredLayers(**shown)
+
+
+def restore_layer(
+    viewer: Viewer,
+    layer: Image | str,
+    policy: Policy | str = "gaussian-25",
+    *,
+    steps: int | None = None,
+    device: str = "auto",
+    action_map: bool = True,
+    value_map: bool = True,
+) -> RestoredLayers:
+    """Restore an image layer and show the result, as the Restore widget does, from a script or notebook.
+
+    Runs in the calling thread (the viewer waits). Restoring the same layer again updates the layers of the
+    earlier run instead of adding new ones. The source layer is not modified.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        Where the layers go.
+    layer : napari.layers.Image or str
+        The 2-D grayscale image layer, or its name.
+    policy : Policy or str
+        A policy from :func:`napari_pixelrl.api.load_policy`, or a shipped name or checkpoint path.
+    steps : int, optional
+        Episode length; default the policy's own.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+    action_map, value_map : bool
+        Also add the action map (Labels) and value map (Image) layers, ``(steps, H, W)``.
+
+    Returns
+    -------
+    RestoredLayers
+        ``(image, actions, values)``; ``actions``/``values`` are ``None`` when not requested.
+
+    Example
+    -------
+    >>> import napari  # doctest: +SKIP
+    >>> from napari_pixelrl.plugin import restore_layer  # doctest: +SKIP
+    >>> viewer = napari.Viewer()  # doctest: +SKIP
+    >>> noisy, clean = viewer.open_sample("napari-pixelrl", "camera-gaussian-25")  # doctest: +SKIP
+    >>> restored, actions, values = restore_layer(viewer, noisy, "gaussian-25")  # doctest: +SKIP
+    """
+    source = viewer.layers[layer] if isinstance(layer, str) else layer
+    image = layer_image(source)
+    policy = policy if isinstance(policy, Policy) else load_policy(policy)
+    result = restore(image, policy, steps=steps, device=device, return_values=value_map)
+    return show_restoration(viewer, source, result, policy, action_map=action_map)

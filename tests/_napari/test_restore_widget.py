@@ -1,0 +1,202 @@
+"""The Restore dock widget and the result layers, headless under a virtual X display (pytest-xvfb)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_policy
+from napari.layers import Image, Labels
+from napari.utils.notifications import NotificationSeverity, notification_manager
+
+from napari_pixelrl import api
+from napari_pixelrl._napari.restore_widget import RestoreWidget, restore_selected_layer
+from napari_pixelrl.core.actions import DENOISE
+from napari_pixelrl.core.checkpoint import save_checkpoint
+
+WAIT_MS = 60_000
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+@pytest.fixture
+def noisy() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    clean = np.tile(np.linspace(40, 200, 40), (32, 1))
+    return np.clip(clean + rng.normal(0, 25, clean.shape), 0, 255).astype(np.uint8)
+
+
+def dock(viewer) -> RestoreWidget:
+    _, widget = viewer.window.add_plugin_dock_widget("napari-pixelrl", "Restore")
+    assert isinstance(widget, RestoreWidget)
+    return widget
+
+
+def run_to_end(qtbot, widget: RestoreWidget) -> None:
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: not widget.running, timeout=WAIT_MS)
+
+
+def errors_since(count: int) -> list[str]:
+    return [str(n.message) for n in notification_manager.records[count:] if n.severity >= NotificationSeverity.WARNING]
+
+
+def test_widget_docks_from_the_manifest_and_lists_shipped_policies(viewer):
+    widget = dock(viewer)
+    names = [widget.policy_box.itemText(i) for i in range(widget.policy_box.count())]
+    assert set(api.list_policies()) <= set(names)
+    assert names[-1] == "load checkpoint…"
+    assert widget.policy.name == "gaussian-25" and widget.steps.value() == 5
+    assert widget.device_box.itemData(0) == "auto"
+
+
+def test_layer_picker_follows_the_viewer(viewer):
+    widget = dock(viewer)
+    assert widget.layer_box.count() == 0
+    viewer.add_image(np.zeros((8, 8)), name="a")
+    viewer.add_labels(np.zeros((8, 8), int), name="not an image")
+    viewer.add_image(np.zeros((8, 8)), name="b")
+    assert [widget.layer_box.itemText(i) for i in range(widget.layer_box.count())] == ["a", "b"]
+    viewer.layers["a"].name = "renamed"
+    del viewer.layers["b"]
+    assert [widget.layer_box.itemText(i) for i in range(widget.layer_box.count())] == ["renamed"]
+
+
+def test_run_adds_restored_image_action_map_and_value_map(viewer, qtbot, noisy):
+    source = viewer.add_image(noisy, name="noisy", scale=(0.5, 2.0), translate=(3.0, -1.0), contrast_limits=(10, 240))
+    widget = dock(viewer)
+    widget.select_layer("noisy")
+    widget.steps.setValue(3)
+    run_to_end(qtbot, widget)
+
+    expected = api.restore(noisy, api.load_policy("gaussian-25"), steps=3, return_values=True)
+    restored = viewer.layers["noisy restored (gaussian-25)"]
+    actions = viewer.layers["noisy actions (gaussian-25)"]
+    values = viewer.layers["noisy values (gaussian-25)"]
+    assert isinstance(restored, Image) and isinstance(actions, Labels) and isinstance(values, Image)
+    np.testing.assert_allclose(restored.data, expected.image, atol=1e-4)
+    assert restored.data.dtype == np.float32 and restored.data.shape == noisy.shape
+    np.testing.assert_array_equal(restored.scale, source.scale)
+    np.testing.assert_array_equal(restored.translate, source.translate)
+    assert tuple(restored.contrast_limits) == (10, 240)
+    # Action map: label = action + 1, (steps, H, W), each action in its fixed colour, name under the cursor.
+    assert actions.data.shape == (3, *noisy.shape) and actions.data.dtype == np.uint8
+    np.testing.assert_array_equal(actions.data, expected.actions + 1)
+    for index, color in enumerate(DENOISE.colors):
+        np.testing.assert_allclose(actions.colormap.map(np.array([index + 1]))[0], [*np.divide(color, 255), 1.0])
+    np.testing.assert_array_equal(actions.scale, (1.0, 0.5, 2.0))
+    y, x = 4, 7
+    chosen = DENOISE.names[expected.actions[0, y, x]]
+    status = actions.get_status((0, 3.0 + 0.5 * y, -1.0 + 2.0 * x), world=True)
+    assert f"action: {chosen}" in str(status)
+    assert values.data.shape == (3, *noisy.shape) and values.data.dtype == np.float32
+    np.testing.assert_allclose(values.data, expected.values, atol=1e-4)
+    # The input is untouched; the legend shows each step's shares.
+    np.testing.assert_array_equal(source.data, noisy)
+    assert widget.legend.columnCount() == 4 and widget.legend.rowCount() == len(DENOISE)
+    first_step = [float(widget.legend.item(row, 1).text().rstrip("%")) for row in range(len(DENOISE))]
+    assert abs(sum(first_step) - 100) <= len(DENOISE)
+
+
+def test_rerun_updates_the_same_layers(viewer, qtbot, noisy):
+    viewer.add_image(noisy, name="noisy")
+    widget = dock(viewer)
+    widget.steps.setValue(2)
+    run_to_end(qtbot, widget)
+    before = list(viewer.layers)
+    before[-1].opacity = 0.3  # a display setting the user changed
+    widget.policy_box.setCurrentIndex(widget.policy_box.findData("gaussian-50"))
+    widget.steps.setValue(3)
+    run_to_end(qtbot, widget)
+    assert list(viewer.layers) == before
+    assert viewer.layers[-1].name == "noisy actions (gaussian-50)" and viewer.layers[-1].data.shape[0] == 3
+    assert viewer.layers[-1].opacity == pytest.approx(0.3)
+
+
+def test_unticked_maps_are_not_added(viewer, qtbot, noisy):
+    viewer.add_image(noisy, name="noisy")
+    widget = dock(viewer)
+    widget.action_map_box.setChecked(False)
+    widget.value_map_box.setChecked(False)
+    run_to_end(qtbot, widget)
+    assert [layer.name for layer in viewer.layers] == ["noisy", "noisy restored (gaussian-25)"]
+
+
+def test_cancel_stops_a_long_run_and_adds_nothing(viewer, qtbot):
+    viewer.add_image(np.random.default_rng(0).random((256, 256), dtype=np.float32), name="big")
+    widget = dock(viewer)
+    widget.steps.setValue(50)
+    progress = []
+    worker = widget.run()
+    worker.yielded.connect(progress.append)
+    qtbot.waitUntil(lambda: len(progress) >= 1, timeout=WAIT_MS)
+    with qtbot.waitSignal(worker.aborted, timeout=WAIT_MS):
+        widget.cancel()
+    qtbot.waitUntil(lambda: not widget.running, timeout=WAIT_MS)
+    assert len(progress) < 50
+    assert [layer.name for layer in viewer.layers] == ["big"]
+    assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
+
+
+@pytest.mark.parametrize(
+    ("data", "kwargs", "message"),
+    [
+        (np.zeros((16, 16, 3), np.uint8), {"rgb": True}, "RGB"),
+        (np.zeros((4, 16, 16), np.float32), {}, "3 dimensions"),
+        (np.full((16, 16), np.nan, np.float32), {"contrast_limits": (0, 1)}, "NaN"),
+        (np.zeros((2, 16), np.float32), {}, "too small"),
+    ],
+)
+def test_bad_input_shows_a_notification_and_changes_nothing(viewer, data, kwargs, message):
+    layer = viewer.add_image(data, name="bad", **kwargs)
+    original = layer.data.copy()
+    widget = dock(viewer)
+    seen = len(notification_manager.records)
+    assert widget.run() is None
+    assert any(message in text for text in errors_since(seen))
+    assert [layer.name for layer in viewer.layers] == ["bad"]
+    np.testing.assert_array_equal(layer.data, original)
+
+
+def test_loading_a_checkpoint_adds_it_to_the_picker(viewer, tmp_path):
+    widget = dock(viewer)
+    path = save_checkpoint(make_policy(), tmp_path / "mine.safetensors")
+    policy = widget.add_policy_file(path)
+    assert policy is not None and widget.policy is policy and widget.steps.value() == 3
+    assert widget.policy_box.currentText() == "test (mine.safetensors)"
+    (tmp_path / "broken.safetensors").write_bytes(b"not a checkpoint")
+    seen = len(notification_manager.records)
+    assert widget.add_policy_file(tmp_path / "broken.safetensors") is None
+    assert any("broken.safetensors" in text for text in errors_since(seen))
+    assert widget.policy is policy
+
+
+def test_menu_command_opens_the_widget_on_the_selected_layer(viewer):
+    viewer.add_image(np.zeros((8, 8)), name="first")
+    viewer.add_image(np.zeros((8, 8)), name="second")
+    viewer.layers.selection.active = viewer.layers["first"]
+    restore_selected_layer(viewer)
+    widget = dock(viewer)  # the same dock widget, already open
+    assert widget.layer_box.currentText() == "first"
+
+
+def test_sample_data_opens_noisy_and_clean_layers(viewer):
+    for key, noisy_name in [
+        ("camera-gaussian-25", "camera (gaussian sigma=25)"),
+        ("cell-poisson-gaussian", "cell (poisson-gaussian sigma=3 gain=0.03)"),
+    ]:
+        viewer.open_sample("napari-pixelrl", key)
+        clean = viewer.layers[noisy_name.split(" (")[0] + " (clean)"].data
+        noisy = viewer.layers[noisy_name].data
+        assert noisy.dtype == np.uint8 and noisy.shape == clean.shape
+        difference = noisy.astype(float) - clean
+        assert 5 < difference.std() < 40  # visibly noisy, not destroyed
+
+
+def test_menu_command_is_in_the_layers_filter_menu(viewer):
+    from napari._app_model import get_app_model
+
+    items = get_app_model().menus.get_menu("napari/layers/filter")
+    assert "napari-pixelrl.restore_selected_layer" in [getattr(i, "command", None) and i.command.id for i in items]
