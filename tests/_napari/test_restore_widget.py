@@ -96,7 +96,7 @@ def test_run_adds_restored_image_action_map_and_value_map(viewer, qtbot, noisy):
     # The input is untouched; the legend shows each step's shares.
     np.testing.assert_array_equal(source.data, noisy)
     assert widget.legend.columnCount() == 4 and widget.legend.rowCount() == len(DENOISE)
-    first_step = [float(widget.legend.item(row, 1).text().rstrip("%")) for row in range(len(DENOISE))]
+    first_step = [float(widget.legend.item(row, 1).text()) for row in range(len(DENOISE))]
     assert abs(sum(first_step) - 100) <= len(DENOISE)
 
 

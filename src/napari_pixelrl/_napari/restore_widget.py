@@ -115,6 +115,8 @@ class RestoreWidget(QWidget):
         self.legend = QTableWidget()
         self.legend.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.legend.verticalHeader().setVisible(False)
+        self.legend.setTextElideMode(Qt.TextElideMode.ElideNone)
+        self.legend.setMinimumWidth(320)
         self.legend.setToolTip("Share of pixels that took each action at each step of the last run")
 
         form = QFormLayout()
@@ -135,7 +137,7 @@ class RestoreWidget(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
-        layout.addWidget(QLabel("actions (share of pixels per step)"))
+        layout.addWidget(QLabel("actions: % of pixels at each step"))
         layout.addWidget(self.legend)
 
         for name, description in list_policies().items():
@@ -314,7 +316,7 @@ class RestoreWidget(QWidget):
         self.legend.clear()
         self.legend.setRowCount(len(action_set))
         self.legend.setColumnCount(1 + steps)
-        self.legend.setHorizontalHeaderLabels(["action", *(f"step {t + 1}" for t in range(steps))])
+        self.legend.setHorizontalHeaderLabels(["action", *(str(t + 1) for t in range(steps))])
         for row, (name, color) in enumerate(zip(action_set.names, action_set.colors, strict=True)):
             swatch = QPixmap(12, 12)
             swatch.fill(QColor(*color))
@@ -322,11 +324,11 @@ class RestoreWidget(QWidget):
             item.setIcon(QIcon(swatch))
             self.legend.setItem(row, 0, item)
             for t in range(steps):
-                cell = QTableWidgetItem(f"{100 * shares[t, row]:.0f}%")
+                cell = QTableWidgetItem(f"{100 * shares[t, row]:.0f}")
                 cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.legend.setItem(row, 1 + t, cell)
         header = self.legend.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         for column in range(1, 1 + steps):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
 
