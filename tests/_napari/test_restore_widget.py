@@ -200,3 +200,17 @@ def test_menu_command_is_in_the_layers_filter_menu(viewer):
 
     items = get_app_model().menus.get_menu("napari/layers/filter")
     assert "napari-pixelrl.restore_selected_layer" in [getattr(i, "command", None) and i.command.id for i in items]
+
+
+def test_load_checkpoint_entry_opens_a_file_dialog(viewer, tmp_path, monkeypatch):
+    widget = dock(viewer)
+    path = save_checkpoint(make_policy(), tmp_path / "mine.safetensors")
+    answers = iter([("", ""), (str(path), "")])  # first the user cancels the dialog, then picks the file
+    monkeypatch.setattr(
+        "napari_pixelrl._napari.restore_widget.QFileDialog.getOpenFileName", lambda *args, **kwargs: next(answers)
+    )
+    load_entry = widget.policy_box.count() - 1
+    widget.policy_box.setCurrentIndex(load_entry)
+    assert widget.policy_box.currentText() == "gaussian-25" and widget.policy.name == "gaussian-25"
+    widget.policy_box.setCurrentIndex(widget.policy_box.count() - 1)
+    assert widget.policy_box.currentText() == "test (mine.safetensors)" and widget.policy.name == "test"

@@ -225,8 +225,11 @@ class RestoreWidget(QWidget):
             self._select_policy_key(self._policy_key)
             return None
         if self.policy_box.findData(key) < 0:
+            # Inserting before the current entry moves the current index: no signal for that.
+            self.policy_box.blockSignals(True)
             self.policy_box.insertItem(self.policy_box.count() - 1, f"{policy.name} ({Path(key).name})", key)
             self.policy_box.setItemData(self.policy_box.findData(key), key, Qt.ItemDataRole.ToolTipRole)
+            self.policy_box.blockSignals(False)
         self.policy_box.setCurrentIndex(self.policy_box.findData(key))
         return policy
 
