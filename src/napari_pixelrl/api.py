@@ -37,6 +37,7 @@ from .core.metrics import psnr, ssim
 from .core.noise import degrade
 from .core.recipe import Recipe
 from .core.rollout import Step, collect_episode, episode_steps
+from .core.sources import ImagePairs, NeighbourPairs, SyntheticNoise, TrainingData, fingerprint, split_rows
 from .core.trainer import POLICY_FILE, Trainer, TrainUpdate
 
 __all__ = [
@@ -46,10 +47,15 @@ __all__ = [
     "Restoration",
     "RestoreProgress",
     "check_image",
+    "clean_images",
     "default_intensity_range",
     "evaluate",
+    "fine_tune",
     "list_policies",
     "load_policy",
+    "noisy_clean_pairs",
+    "noisy_images",
+    "noisy_pairs",
     "resolve_device",
     "restore",
     "restore_steps",
@@ -478,3 +484,153 @@ def train(
     if previous is not None and previous != run_dir / POLICY_FILE:
         shutil.copyfile(previous, run_dir / f".{POLICY_FILE}.tmp")
         os.replace(run_dir / f".{POLICY_FILE}.tmp", run_dir / POLICY_FILE)
+
+
+# --- fine-tuning on the user's own data -------------------------------------------------------------------------
+
+
+def _to_unit(image: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    """``image`` on the [0, 1] scale that :func:`restore` would use for ``reference`` (default: ``image`` itself)."""
+    image = np.asarray(image)
+    check_image(image if image.ndim == 2 else image[0])
+    low, high = default_intensity_range(np.asarray(reference if reference is not None else image))
+    return ((image.astype(np.float64) - low) / (high - low)).astype(np.float32)
+
+
+def clean_images(
+    images: Sequence[np.ndarray], noise: NoiseModel, *, validation_fraction: float = 0.1
+) -> SyntheticNoise:
+    """Training data (a): clean images, degraded afresh with ``noise`` in every episode.
+
+    Each image's bottom ``validation_fraction`` of rows is held out for validation. Intensities are mapped to
+    [0, 1] as :func:`restore` maps them (``uint8`` by 255; see the README), so ``noise`` is on that scale.
+    """
+    parts = [split_rows(_to_unit(image), validation_fraction) for image in images]
+    units = [np.concatenate(part) for part in parts]
+    image_set = ImageSet([p[0] for p in parts], [p[1] for p in parts], fingerprint(units), "arrays")
+    return SyntheticNoise(image_set, noise)
+
+
+def noisy_clean_pairs(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, validation_fraction: float = 0.1
+) -> ImagePairs:
+    """Training data (b): registered ``(noisy, clean)`` pairs, e.g. a clean image made by averaging many frames.
+
+    Both images of a pair are mapped to [0, 1] with the noisy image's range (as :func:`restore` maps it).
+    """
+    units = [(_to_unit(noisy), _to_unit(clean, noisy)) for noisy, clean in pairs]
+    return ImagePairs(units, target_is_clean=True, validation_fraction=validation_fraction, name="noisy/clean pairs")
+
+
+def noisy_pairs(pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, validation_fraction: float = 0.1) -> ImagePairs:
+    """Training data (c): two independent noisy acquisitions of the same scene per pair; each is the other's target.
+
+    The noise of the two must be independent (two exposures, not one image copied): then the reward stays
+    unbiased (see :mod:`napari_pixelrl.core.sources`).
+    """
+    units = [(_to_unit(a), _to_unit(b, a)) for a, b in pairs]
+    both_ways = units + [(b, a) for a, b in units]
+    return ImagePairs(both_ways, target_is_clean=False, validation_fraction=validation_fraction, name="noisy pairs")
+
+
+def noisy_images(
+    images: np.ndarray | Sequence[np.ndarray], *, method: str = "neighbours", validation_fraction: float = 0.1
+) -> NeighbourPairs | ImagePairs:
+    """Training data (d): noisy images only.
+
+    Parameters
+    ----------
+    images : array or sequence of arrays
+        One 2-D image, several, or a stack ``(N, H, W)``.
+    method : {"neighbours", "frames"}
+        ``"neighbours"``: each image is split into two half-size noisy images from neighbouring pixels (needs noise
+        that is independent from pixel to pixel). ``"frames"``: consecutive frames of a stack are pairs (needs a
+        scene that does not move between frames).
+    validation_fraction : float
+        Share of the rows, at the bottom, held out for validation.
+    """
+    stack = [np.asarray(images)] if np.ndim(images) == 2 else list(images)
+    if method == "frames":
+        frames = np.stack([_to_unit(frame, stack[0]) for frame in stack])
+        return ImagePairs.from_frames(frames, validation_fraction)
+    if method != "neighbours":
+        raise ValueError(f"method must be 'neighbours' or 'frames', got {method!r}")
+    return NeighbourPairs([_to_unit(image) for image in stack], validation_fraction)
+
+
+def fine_tune(
+    policy: Policy | str,
+    data: TrainingData,
+    run_dir: str | os.PathLike[str],
+    *,
+    episodes: int = 200,
+    minutes: float | None = None,
+    objective: str = "expected-reward",
+    lr: float = 3e-4,
+    batch_size: int = 16,
+    crop_size: int = 48,
+    device: str = "auto",
+    precision: str = "float32",
+    seed: int = 0,
+    validate_every: int = 20,
+    name: str | None = None,
+) -> Iterator[TrainUpdate]:
+    """Adapt a policy to your data, yielding a :class:`~napari_pixelrl.core.trainer.TrainUpdate` per episode.
+
+    Stops after ``episodes`` (the learning rate decays to zero there) or once ``minutes`` of training have passed,
+    whichever comes first, or when the caller stops iterating; the last finished episode is always saved to
+    ``run_dir/policy.safetensors`` (loadable with :func:`load_policy`). The same call on the same folder resumes.
+
+    Parameters
+    ----------
+    policy : Policy or str
+        Starting policy (a shipped name, a checkpoint path or a loaded policy).
+    data : TrainingData
+        From :func:`clean_images`, :func:`noisy_clean_pairs`, :func:`noisy_pairs` or :func:`noisy_images`.
+    run_dir : path-like
+        Output folder.
+    episodes, minutes
+        Budget.
+    objective : str
+        ``"expected-reward"`` (default: stable and fast) or ``"a2c"`` (the paper's), see
+        :class:`~napari_pixelrl.core.config.TrainConfig`.
+    lr, batch_size, crop_size, seed, validate_every, device, precision
+        As in :class:`~napari_pixelrl.core.config.TrainConfig`.
+    name : str, optional
+        Name of the new policy (default: the run folder's name).
+
+    Example
+    -------
+    >>> data = api.noisy_images(stack, method="frames")  # doctest: +SKIP
+    >>> for update in api.fine_tune("poisson-gaussian", data, "runs/my-microscope", minutes=5):  # doctest: +SKIP
+    ...     print(update.episode, update.reward, update.validation_psnr)
+    >>> mine = api.load_policy("runs/my-microscope/policy.safetensors")  # doctest: +SKIP
+    """
+    start = policy if isinstance(policy, Policy) else load_policy(policy)
+    noise = data.noise if isinstance(data, SyntheticNoise) else start.noise_model
+    config = TrainConfig(
+        objective=objective,
+        data=str(data.record().get("source", "")),
+        noise=noise if noise.sigma is not None or noise.kind == "salt-and-pepper" else NoiseModel(sigma=0.0),
+        init=start.source or start.name,
+        episodes=episodes,
+        batch_size=batch_size,
+        crop_size=crop_size,
+        steps=start.steps,
+        lr=lr,
+        max_rotation=0.0,
+        seed=seed,
+        validate_every=validate_every,
+        checkpoint_every=max(1, validate_every),
+        device=device,
+        precision=precision,
+    )
+    trainer = Trainer(config, run_dir, initial=start, name=name, description=start.description, data=data)
+    run = trainer.run()
+    try:
+        for update in run:
+            yield update
+            if minutes is not None and update.seconds >= 60.0 * minutes:
+                break
+    finally:
+        run.close()  # checkpoints the last finished episode

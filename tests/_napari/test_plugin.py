@@ -20,7 +20,8 @@ def test_restore_layer_from_a_script_adds_then_updates_three_layers(make_napari_
     assert actions.data.shape == values.data.shape == (2, 64, 80)
     count = len(viewer.layers)
     again = restore_layer(viewer, noisy, "gaussian-25", steps=2, value_map=False)
-    assert len(viewer.layers) == count and again.image is image and again.values is None
+    assert again.image is image and again.actions is actions and again.values is None
+    assert len(viewer.layers) == count - 1 and values not in viewer.layers  # no stale value map is left
 
 
 def test_restore_layer_rejects_other_layer_types(make_napari_viewer):

@@ -59,13 +59,18 @@ def test_layer_picker_follows_the_viewer(viewer):
     viewer.add_labels(np.zeros((8, 8), int), name="not an image")
     viewer.add_image(np.zeros((8, 8)), name="b")
     assert [widget.layer_box.itemText(i) for i in range(widget.layer_box.count())] == ["a", "b"]
+    widget.select_layer("a")
+    viewer.layers.selection.active = viewer.layers["b"]
     viewer.layers["a"].name = "renamed"
+    assert widget.layer_box.currentText() == "renamed"  # the choice follows the layer, not its old name
     del viewer.layers["b"]
     assert [widget.layer_box.itemText(i) for i in range(widget.layer_box.count())] == ["renamed"]
 
 
 def test_run_adds_restored_image_action_map_and_value_map(viewer, qtbot, noisy):
-    source = viewer.add_image(noisy, name="noisy", scale=(0.5, 2.0), translate=(3.0, -1.0), contrast_limits=(10, 240))
+    source = viewer.add_image(
+        noisy, name="noisy", scale=(0.5, 2.0), translate=(3.0, -1.0), units=("um", "um"), contrast_limits=(10, 240)
+    )
     widget = dock(viewer)
     widget.select_layer("noisy")
     widget.steps.setValue(3)
@@ -80,6 +85,7 @@ def test_run_adds_restored_image_action_map_and_value_map(viewer, qtbot, noisy):
     assert restored.data.dtype == np.float32 and restored.data.shape == noisy.shape
     np.testing.assert_array_equal(restored.scale, source.scale)
     np.testing.assert_array_equal(restored.translate, source.translate)
+    assert restored.units == source.units and actions.units[1:] == source.units
     assert tuple(restored.contrast_limits) == (10, 240)
     # Action map: label = action + 1, (steps, H, W), each action in its fixed colour, name under the cursor.
     assert actions.data.shape == (3, *noisy.shape) and actions.data.dtype == np.uint8
@@ -115,13 +121,32 @@ def test_rerun_updates_the_same_layers(viewer, qtbot, noisy):
     assert viewer.layers[-1].opacity == pytest.approx(0.3)
 
 
-def test_unticked_maps_are_not_added(viewer, qtbot, noisy):
+def test_unticked_maps_are_not_added_and_old_ones_are_removed(viewer, qtbot, noisy):
     viewer.add_image(noisy, name="noisy")
     widget = dock(viewer)
+    widget.steps.setValue(1)
+    run_to_end(qtbot, widget)
+    assert len(viewer.layers) == 4
+    assert widget.layer_box.count() == 2  # the value map (steps, H, W) is not offered for restoring
     widget.action_map_box.setChecked(False)
     widget.value_map_box.setChecked(False)
     run_to_end(qtbot, widget)
     assert [layer.name for layer in viewer.layers] == ["noisy", "noisy restored (gaussian-25)"]
+
+
+def test_a_failure_inside_torch_is_reported_and_frees_the_panel(viewer, qtbot, noisy, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA error: device-side assert triggered")
+        yield
+
+    monkeypatch.setattr("napari_pixelrl._napari.restore_widget.restore_steps", broken)
+    viewer.add_image(noisy, name="noisy")
+    widget = dock(viewer)
+    seen = len(notification_manager.records)
+    run_to_end(qtbot, widget)
+    assert any("device-side assert" in text for text in errors_since(seen))
+    assert "device-side assert" in widget.status.text() and widget.run_button.isEnabled()
+    assert [layer.name for layer in viewer.layers] == ["noisy"]
 
 
 def test_cancel_stops_a_long_run_and_adds_nothing(viewer, qtbot):
@@ -177,9 +202,12 @@ def test_menu_command_opens_the_widget_on_the_selected_layer(viewer):
     viewer.add_image(np.zeros((8, 8)), name="first")
     viewer.add_image(np.zeros((8, 8)), name="second")
     viewer.layers.selection.active = viewer.layers["first"]
-    restore_selected_layer(viewer)
-    widget = dock(viewer)  # the same dock widget, already open
+    widget = dock(viewer)
     assert widget.layer_box.currentText() == "first"
+    viewer.layers.selection.active = viewer.layers["second"]
+    restore_selected_layer(viewer)
+    assert dock(viewer) is widget  # the same dock widget, already open
+    assert widget.layer_box.currentText() == "second"
 
 
 def test_sample_data_opens_noisy_and_clean_layers(viewer):

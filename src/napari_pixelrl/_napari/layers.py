@@ -33,6 +33,8 @@ __all__ = [
 ]
 
 METADATA_KEY = "napari_pixelrl"
+_ROLES = {"image": "restored", "actions": "actions", "values": "values"}
+"""Field of :class:`RestoredLayers` -> role in the layer's metadata."""
 _TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
 
 
@@ -99,12 +101,13 @@ def _tag(role: str, source: Layer, policy: Policy) -> dict:
 def result_layers(source: Image, result: Restoration, policy: Policy, *, action_map: bool = True) -> RestoredLayers:
     """New (not yet added) layers for ``result``, placed and displayed like ``source`` (no action map layer when
     ``action_map`` is false, no value map layer when ``result.values`` is ``None``)."""
-    scale, translate = tuple(source.scale[-2:]), tuple(source.translate[-2:])
+    scale, translate, units = tuple(source.scale[-2:]), tuple(source.translate[-2:]), tuple(source.units[-2:])
     image = Image(
         result.image,
         name=f"{source.name} restored ({policy.name})",
         scale=scale,
         translate=translate,
+        units=units,
         colormap=source.colormap,
         contrast_limits=source.contrast_limits,
         gamma=source.gamma,
@@ -113,6 +116,7 @@ def result_layers(source: Image, result: Restoration, policy: Policy, *, action_
     stack_axes = {
         "scale": (1.0, *scale),
         "translate": (0.0, *translate),
+        "units": ("pixel", *units),
         "axis_labels": ("step", *source.axis_labels[-2:]),
     }
     actions = None
@@ -154,21 +158,24 @@ def show_restoration(
     """Add the layers of ``result`` to ``viewer``, or update the ones an earlier run on ``source`` made.
 
     Updating keeps the user's display settings (opacity, visibility, contrast) and the layers' places in the
-    list; the data, names, scale and translate and the action legend follow the new result.
+    list; the data, names, scale and translate and the action legend follow the new result. A map that this
+    result does not have (not requested this time) is removed, so that no stale map stays behind.
     """
     new = result_layers(source, result, policy, action_map=action_map)
     shown = {}
     for role in ("image", "values", "actions"):  # new layers go on top in this order: the action map uppermost
         layer = getattr(new, role)
+        old = _find(viewer.layers, _tag(_ROLES[role], source, policy))
         if layer is None:
+            if old is not None:
+                viewer.layers.remove(old)
             shown[role] = None
             continue
-        old = _find(viewer.layers, layer.metadata)
         if old is None:
             shown[role] = viewer.add_layer(layer)
             continue
         old.data = layer.data
-        old.scale, old.translate = layer.scale, layer.translate
+        old.scale, old.translate, old.units = layer.scale, layer.translate, layer.units
         old.metadata = layer.metadata
         if isinstance(layer, Labels):
             old.colormap = layer.colormap
@@ -218,7 +225,7 @@ def restore_layer(
     >>> import napari  # doctest: +SKIP
     >>> from napari_pixelrl.plugin import restore_layer  # doctest: +SKIP
     >>> viewer = napari.Viewer()  # doctest: +SKIP
-    >>> noisy, clean = viewer.open_sample("napari-pixelrl", "camera-gaussian-25")  # doctest: +SKIP
+    >>> clean, noisy = viewer.open_sample("napari-pixelrl", "camera-gaussian-25")  # doctest: +SKIP
     >>> restored, actions, values = restore_layer(viewer, noisy, "gaussian-25")  # doctest: +SKIP
     """
     source = viewer.layers[layer] if isinstance(layer, str) else layer

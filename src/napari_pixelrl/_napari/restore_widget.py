@@ -11,6 +11,7 @@ import time
 from collections.abc import Generator
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -41,7 +42,7 @@ from ..api import Restoration, RestoreProgress, list_policies, load_policy, rest
 from ..core.actions import ActionSet
 from ..core.checkpoint import CheckpointError, Policy
 from ..core.render import action_shares
-from .layers import layer_image, show_restoration
+from .layers import METADATA_KEY, layer_image, show_restoration
 
 __all__ = ["RestoreWidget", "restore_selected_layer"]
 
@@ -51,11 +52,24 @@ _POLICY_FILES = "PixelRL policies (*.safetensors *.npz);;All files (*)"
 MAX_STEPS = 50
 
 
+class _Failed(NamedTuple):
+    """What went wrong in the worker, in words for the user."""
+
+    message: str
+
+
 @thread_worker
 def _restore_in_background(
     image: np.ndarray, policy: Policy, steps: int, device: str, values: bool
-) -> Generator[RestoreProgress, None, Restoration]:
-    return (yield from restore_steps(image, policy, steps=steps, device=device, return_values=values))
+) -> Generator[RestoreProgress, None, Restoration | _Failed]:
+    """Errors a user can act on (device, memory, failures inside torch) come back as a :class:`_Failed` result
+    rather than an exception: the panel shows them as a plain notification, and superqt, which takes a
+    RuntimeError out of a generator (or an exception returned by it) for an aborted thread, would otherwise
+    never report them."""
+    try:
+        return (yield from restore_steps(image, policy, steps=steps, device=device, return_values=values))
+    except (RuntimeError, ValueError, MemoryError) as err:
+        return _Failed(str(err))
 
 
 def available_devices() -> list[tuple[str, str]]:
@@ -84,6 +98,7 @@ class RestoreWidget(QWidget):
         self._policies: dict[str, Policy] = {}
         self._policy_key = ""
         self._worker: GeneratorWorker | None = None
+        self._restored = False
         self._started = 0.0
 
         self.layer_box = QComboBox()
@@ -156,23 +171,33 @@ class RestoreWidget(QWidget):
             event.connect(self._refresh_layers)
         for layer in self.viewer.layers:
             layer.events.name.connect(self._refresh_layers)
-        events.inserted.connect(lambda event: event.value.events.name.connect(self._refresh_layers))
+        events.inserted.connect(self._watch_layer)
         self._refresh_layers()
 
     # --- pickers -------------------------------------------------------------------------------------------
 
     def _refresh_layers(self, event: object = None) -> None:
-        current = self.layer_box.currentText()
-        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+        current = self.layer_box.currentData()
         self.layer_box.blockSignals(True)
         self.layer_box.clear()
-        self.layer_box.addItems(names)
+        for layer in self.viewer.layers:
+            if isinstance(layer, Image) and layer.metadata.get(METADATA_KEY, {}).get("role") != "values":
+                self.layer_box.addItem(layer.name, layer.unique_id)
         self.layer_box.blockSignals(False)
         active = self.viewer.layers.selection.active
-        if current in names:
-            self.select_layer(current)
-        elif isinstance(active, Image):
-            self.select_layer(active.name)
+        if self.layer_box.findData(current) >= 0:
+            self.layer_box.setCurrentIndex(self.layer_box.findData(current))
+        elif isinstance(active, Image) and self.layer_box.findData(active.unique_id) >= 0:
+            self.layer_box.setCurrentIndex(self.layer_box.findData(active.unique_id))
+
+    def _watch_layer(self, event: object) -> None:
+        event.value.events.name.connect(self._refresh_layers)
+
+    def _selected_layer(self) -> Image | None:
+        for layer in self.viewer.layers:
+            if layer.unique_id == self.layer_box.currentData():
+                return layer
+        return None
 
     def select_layer(self, name: str) -> None:
         """Make the image layer called ``name`` the one to restore."""
@@ -249,11 +274,10 @@ class RestoreWidget(QWidget):
         """Restore the selected layer in a background thread; returns the worker (``None`` if nothing started)."""
         if self._worker is not None:
             return None
-        name = self.layer_box.currentText()
-        if not name:
+        source = self._selected_layer()
+        if source is None:
             show_warning("PixelRL: there is no image layer to restore; open an image or a sample first")
             return None
-        source = self.viewer.layers[name]
         try:
             image = layer_image(source)
         except (TypeError, ValueError) as err:
@@ -269,11 +293,11 @@ class RestoreWidget(QWidget):
         worker.aborted.connect(self._on_cancelled)
         worker.errored.connect(self._on_failed)
         worker.finished.connect(self._on_finished)
-        self._worker = worker
+        self._worker, self._restored = worker, False
         self._started = time.perf_counter()
         self.progress.setRange(0, steps)
         self.progress.setValue(0)
-        self.status.setText(f"restoring {name} with {policy.name}…")
+        self.status.setText(f"restoring {source.name} with {policy.name}…")
         self._set_running(True)
         worker.start()
         return worker
@@ -293,13 +317,19 @@ class RestoreWidget(QWidget):
     def _on_progress(self, progress: RestoreProgress) -> None:
         self.progress.setValue(progress.done)
 
-    def _on_restored(self, source: Image, policy: Policy, action_map: bool, result: Restoration) -> None:
+    def _on_restored(self, source: Image, policy: Policy, action_map: bool, result: Restoration | _Failed) -> None:
+        self._restored = True
+        if isinstance(result, _Failed):
+            self.status.setText(f"failed: {result.message}")
+            show_error(f"PixelRL: {result.message}")
+            return
         layers = show_restoration(self.viewer, source, result, policy, action_map=action_map)
         seconds = time.perf_counter() - self._started
         self.status.setText(f"{layers.image.name}: {seconds:.1f} s")
         self._show_legend(policy.action_set, action_shares(result.actions, len(policy.action_set)))
 
     def _on_cancelled(self) -> None:
+        self._restored = True  # reported once
         self.status.setText("cancelled; nothing was added")
         show_info("PixelRL: restoration cancelled")
 
@@ -308,6 +338,8 @@ class RestoreWidget(QWidget):
         self.status.setText(f"failed: {error}")
 
     def _on_finished(self) -> None:
+        if self._worker is not None and self._worker.abort_requested and not self._restored:
+            self._on_cancelled()
         self._worker = None
         self._set_running(False)
 

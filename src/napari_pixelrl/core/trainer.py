@@ -36,12 +36,12 @@ from torch import nn
 from .actions import ActionSet, apply_actions, get_action_set
 from .checkpoint import CheckpointError, Policy, save_checkpoint, write_safetensors
 from .config import PRECISIONS, ModelConfig, TrainConfig
-from .data import ImageSet, center_crops, random_crops
+from .data import ImageSet
 from .environment import describe_machine, resolve_device, source_commit
 from .metrics import psnr
 from .model import PixelRLNet
-from .noise import degrade
 from .rollout import choose_actions, collect_episode, episode_steps, network_autocast
+from .sources import SyntheticNoise, TrainingData
 
 __all__ = [
     "EpisodeLoss",
@@ -264,7 +264,10 @@ class Trainer:
         Starting weights (``config.init`` resolved by the caller); a warm-started denoiser is converted with
         :func:`from_denoiser`. ``None`` initialises from ``config.seed``.
     images : ImageSet, optional
-        Training images; by default read from ``config.data``.
+        Clean training images, degraded with ``config.noise``; by default read from the folder ``config.data``.
+    data : TrainingData, optional
+        Any other source of (input, target) crops (:mod:`napari_pixelrl.core.sources`), e.g. pairs of noisy
+        acquisitions; replaces ``images`` and ``config.noise``.
     name, description : str, optional
         Stored in the policy (default name: the run folder's name).
 
@@ -282,13 +285,17 @@ class Trainer:
         images: ImageSet | None = None,
         name: str | None = None,
         description: str = "",
+        data: TrainingData | None = None,
     ) -> None:
         self.config = config
         self.name, self.description = name or Path(run_dir).name, description
         self.run_dir = Path(run_dir)
         self.device = resolve_device(config.device)
         self.network_dtype = PRECISIONS[config.precision]
-        self.images = images if images is not None else ImageSet.from_folder(config.data, config.validation_images)
+        if data is None:
+            images = images if images is not None else ImageSet.from_folder(config.data, config.validation_images)
+            data = SyntheticNoise(images, config.noise, config.max_rotation, config.flip)
+        self.data = data
         if initial is not None:
             self.action_set = initial.action_set
             model = _seeded(initial.model.config, config.seed)
@@ -312,11 +319,7 @@ class Trainer:
         self.episode, self.seconds, self.last_validation = 0, 0.0, None
         self._stop_requested = False
         self._commit, self._machine = source_commit(), describe_machine(self.device)
-        validation_rng = np.random.default_rng([config.seed, 1])  # fixed noisy validation set, independent of training
-        self.validation = [
-            (clean, degrade(clean, config.noise, validation_rng))
-            for clean in center_crops(self.images.validation, config.validation_crop)
-        ]
+        self.validation = data.validation(config.validation_crop, config.seed)
         if (self.run_dir / STATE_FILE).exists():
             self._resume()
 
@@ -355,11 +358,8 @@ class Trainer:
         lr = cfg.lr * (1.0 - self.episode / cfg.episodes) ** cfg.lr_power
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        clean_np = random_crops(
-            self.images.train, cfg.batch_size, cfg.crop_size, self.rng, max_rotation=cfg.max_rotation, flip=cfg.flip
-        )
-        noisy_np = degrade(clean_np, cfg.noise, self.rng)
-        clean, noisy = self._tensor(clean_np), self._tensor(noisy_np)
+        noisy_np, target_np = self.data.batch(cfg.batch_size, cfg.crop_size, self.rng)
+        clean, noisy = self._tensor(target_np), self._tensor(noisy_np)  # the reward's target: clean, or noisy
         self.optimizer.zero_grad(set_to_none=True)
         if cfg.objective == "denoiser":
             with network_autocast(self.device, self.network_dtype):
@@ -405,8 +405,8 @@ class Trainer:
         if not self.validation:
             return math.nan
         scores = []
-        for clean, noisy in self.validation:
-            state = self._tensor(noisy[None, None])
+        for pair in self.validation:
+            state = self._tensor(pair.input[None, None])
             if self.config.objective == "denoiser":
                 restored = (state - _denoise(self.model, state)).clamp(0.0, 1.0)
             else:
@@ -414,7 +414,7 @@ class Trainer:
                     self.model, state, self.action_set, self.config.steps, network_dtype=self.network_dtype
                 )
                 restored = collect_episode(steps).image
-            scores.append(psnr(restored[0, 0].float().cpu().numpy(), clean))
+            scores.append(psnr(restored[0, 0].float().cpu().numpy(), pair.reference))
         return round(float(np.mean(scores)), 4)
 
     # -- saving and resuming ---------------------------------------------------------------------------------------
@@ -429,12 +429,7 @@ class Trainer:
             "wall_seconds": round(self.seconds, 1),
             "machine": self._machine,
             "seed": cfg.seed,
-            "data": {
-                "source": self.images.source,
-                "fingerprint": self.images.fingerprint,
-                "train_images": len(self.images.train),
-                "validation_images": len(self.images.validation),
-            },
+            "data": self.data.record(),
             "validation_psnr": self.last_validation,
             "source_commit": self._commit,
         }
