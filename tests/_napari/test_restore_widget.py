@@ -121,6 +121,14 @@ def test_rerun_updates_the_same_layers(viewer, qtbot, noisy):
     assert viewer.layers[-1].opacity == pytest.approx(0.3)
 
 
+def test_a_stack_of_one_plane_is_restored_as_that_plane(viewer, qtbot, noisy):
+    viewer.add_image(noisy[None], name="one plane")
+    widget = dock(viewer)
+    widget.steps.setValue(1)
+    run_to_end(qtbot, widget)
+    assert viewer.layers["one plane restored (gaussian-25)"].data.shape == noisy.shape
+
+
 def test_unticked_maps_are_not_added_and_old_ones_are_removed(viewer, qtbot, noisy):
     viewer.add_image(noisy, name="noisy")
     widget = dock(viewer)

@@ -69,6 +69,8 @@ def layer_image(layer: Layer) -> np.ndarray:
             "Split it into channels (right-click the layer > Split RGB) and restore one channel."
         )
     data = layer.data[0] if layer.multiscale else layer.data
+    if data.ndim > 2 and all(n == 1 for n in data.shape[:-2]):  # e.g. a (1, H, W) stack of one plane
+        data = data.reshape(data.shape[-2:])
     if data.ndim != 2:
         raise ValueError(
             f"layer {layer.name!r} has {data.ndim} dimensions {tuple(data.shape)}; this version restores 2-D "
