@@ -198,7 +198,7 @@ def test_loading_a_checkpoint_adds_it_to_the_picker(viewer, tmp_path):
     path = save_checkpoint(make_policy(), tmp_path / "mine.safetensors")
     policy = widget.add_policy_file(path)
     assert policy is not None and widget.policy is policy and widget.steps.value() == 3
-    assert widget.policy_box.currentText() == "test (mine.safetensors)"
+    assert widget.policy_box.currentText() == f"{tmp_path.name}/mine.safetensors"
     (tmp_path / "broken.safetensors").write_bytes(b"not a checkpoint")
     seen = len(notification_manager.records)
     assert widget.add_policy_file(tmp_path / "broken.safetensors") is None
@@ -243,10 +243,10 @@ def test_load_checkpoint_entry_opens_a_file_dialog(viewer, tmp_path, monkeypatch
     path = save_checkpoint(make_policy(), tmp_path / "mine.safetensors")
     answers = iter([("", ""), (str(path), "")])  # first the user cancels the dialog, then picks the file
     monkeypatch.setattr(
-        "napari_pixelrl._napari.restore_widget.QFileDialog.getOpenFileName", lambda *args, **kwargs: next(answers)
+        "napari_pixelrl._napari.pickers.QFileDialog.getOpenFileName", lambda *args, **kwargs: next(answers)
     )
     load_entry = widget.policy_box.count() - 1
     widget.policy_box.setCurrentIndex(load_entry)
     assert widget.policy_box.currentText() == "gaussian-25" and widget.policy.name == "gaussian-25"
     widget.policy_box.setCurrentIndex(widget.policy_box.count() - 1)
-    assert widget.policy_box.currentText() == "test (mine.safetensors)" and widget.policy.name == "test"
+    assert widget.policy_box.currentText() == f"{tmp_path.name}/mine.safetensors" and widget.policy.name == "test"

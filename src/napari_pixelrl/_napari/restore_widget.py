@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import torch
 from napari.layers import Image
 from napari.qt.threading import GeneratorWorker, thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
@@ -24,7 +23,6 @@ from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
@@ -38,17 +36,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..api import Restoration, RestoreProgress, list_policies, load_policy, restore_steps
+from ..api import Restoration, RestoreProgress, restore_steps
 from ..core.actions import ActionSet
-from ..core.checkpoint import CheckpointError, Policy
+from ..core.checkpoint import Policy
 from ..core.render import action_shares
-from .layers import METADATA_KEY, layer_image, show_restoration
+from .layers import layer_image, show_restoration
+from .pickers import LayerPicker, PolicyPicker, available_devices, is_image
 
 __all__ = ["RestoreWidget", "restore_selected_layer"]
 
-_LOAD_FILE = "__load_file__"
-"""Data of the policy picker's last entry, which opens a file dialog."""
-_POLICY_FILES = "PixelRL policies (*.safetensors *.npz);;All files (*)"
 MAX_STEPS = 50
 
 
@@ -72,17 +68,6 @@ def _restore_in_background(
         return _Failed(str(err))
 
 
-def available_devices() -> list[tuple[str, str]]:
-    """``(label, device)`` for the device picker: auto, the CPU, each CUDA device, and MPS when present."""
-    devices = [("auto (GPU if present)", "auto"), ("cpu", "cpu")]
-    if torch.cuda.is_available():
-        for index in range(torch.cuda.device_count()):
-            devices.append((f"cuda:{index} ({torch.cuda.get_device_name(index)})", f"cuda:{index}"))
-    if torch.backends.mps.is_available():
-        devices.append(("mps (Apple GPU)", "mps"))
-    return devices
-
-
 class RestoreWidget(QWidget):
     """Dock widget that restores an image layer with a PixelRL policy and adds the result, action map and value map.
 
@@ -95,16 +80,13 @@ class RestoreWidget(QWidget):
     def __init__(self, napari_viewer: Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
-        self._policies: dict[str, Policy] = {}
-        self._policy_key = ""
         self._worker: GeneratorWorker | None = None
         self._restored = False
         self._started = 0.0
 
-        self.layer_box = QComboBox()
+        self.layer_box = LayerPicker(napari_viewer, is_image)
         self.layer_box.setToolTip("Image layer to restore (2-D grayscale). It is never modified.")
-        self.policy_box = QComboBox()
-        self.policy_box.setToolTip("Shipped policies, policies you loaded, or load a checkpoint file")
+        self.policy_box = PolicyPicker("gaussian-25")
         self.policy_info = QLabel()
         self.policy_info.setWordWrap(True)
         self.steps = QSpinBox()
@@ -155,113 +137,34 @@ class RestoreWidget(QWidget):
         layout.addWidget(QLabel("actions: % of pixels at each step"))
         layout.addWidget(self.legend)
 
-        for name, description in list_policies().items():
-            self.policy_box.addItem(name, name)
-            self.policy_box.setItemData(self.policy_box.count() - 1, description, Qt.ItemDataRole.ToolTipRole)
-        self.policy_box.addItem("load checkpoint…", _LOAD_FILE)
-        default = self.policy_box.findData("gaussian-25")
-        self.policy_box.setCurrentIndex(max(default, 0))
-        self._on_policy_chosen(self.policy_box.currentIndex())
-
-        self.policy_box.currentIndexChanged.connect(self._on_policy_chosen)
+        self.policy_box.policy_changed.connect(self._on_policy_chosen)
+        self._on_policy_chosen(self.policy_box.policy)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
-        events = self.viewer.layers.events
-        for event in (events.inserted, events.removed, events.moved):
-            event.connect(self._refresh_layers)
-        for layer in self.viewer.layers:
-            layer.events.name.connect(self._refresh_layers)
-        events.inserted.connect(self._watch_layer)
-        self._refresh_layers()
 
     # --- pickers -------------------------------------------------------------------------------------------
 
-    def _refresh_layers(self, event: object = None) -> None:
-        current = self.layer_box.currentData()
-        self.layer_box.blockSignals(True)
-        self.layer_box.clear()
-        for layer in self.viewer.layers:
-            if isinstance(layer, Image) and layer.metadata.get(METADATA_KEY, {}).get("role") != "values":
-                self.layer_box.addItem(layer.name, layer.unique_id)
-        self.layer_box.blockSignals(False)
-        active = self.viewer.layers.selection.active
-        if self.layer_box.findData(current) >= 0:
-            self.layer_box.setCurrentIndex(self.layer_box.findData(current))
-        elif isinstance(active, Image) and self.layer_box.findData(active.unique_id) >= 0:
-            self.layer_box.setCurrentIndex(self.layer_box.findData(active.unique_id))
-
-    def _watch_layer(self, event: object) -> None:
-        event.value.events.name.connect(self._refresh_layers)
-
-    def _selected_layer(self) -> Image | None:
-        for layer in self.viewer.layers:
-            if layer.unique_id == self.layer_box.currentData():
-                return layer
-        return None
-
     def select_layer(self, name: str) -> None:
         """Make the image layer called ``name`` the one to restore."""
-        index = self.layer_box.findText(name)
-        if index < 0:
-            raise ValueError(f"no image layer named {name!r} in the viewer")
-        self.layer_box.setCurrentIndex(index)
+        self.layer_box.select(name)
 
-    def _on_policy_chosen(self, index: int) -> None:
-        key = self.policy_box.itemData(index)
-        if key == _LOAD_FILE:
-            path, _ = QFileDialog.getOpenFileName(self, "Load a PixelRL policy", "", _POLICY_FILES)
-            if path:
-                self.add_policy_file(path)
-            else:
-                self._select_policy_key(self._policy_key)
-            return
-        try:
-            policy = self._load(key)
-        except CheckpointError as err:
-            show_error(f"could not load policy {key!r}: {err}")
-            self._select_policy_key(self._policy_key)
-            return
-        self._policy_key = key
+    def add_policy_file(self, path: str | Path) -> Policy | None:
+        """Load a policy file (ours or the authors' ``.npz``), list it in every panel and select it here.
+
+        Returns the policy, or ``None`` (with an error notification) when the file cannot be loaded.
+        """
+        return self.policy_box.add_file(path)
+
+    def _on_policy_chosen(self, policy: Policy) -> None:
         self.steps.setValue(min(policy.steps, MAX_STEPS))
         description = policy.description or "no description"
         self.policy_info.setText(f"{description}\ntrained for {policy.noise_model.describe()}, {policy.steps} steps")
         self._show_legend(policy.action_set)
 
-    def _load(self, key: str) -> Policy:
-        if key not in self._policies:
-            self._policies[key] = load_policy(key)
-        return self._policies[key]
-
-    def _select_policy_key(self, key: str) -> None:
-        self.policy_box.blockSignals(True)
-        self.policy_box.setCurrentIndex(max(self.policy_box.findData(key), 0))
-        self.policy_box.blockSignals(False)
-
-    def add_policy_file(self, path: str | Path) -> Policy | None:
-        """Load a policy file (ours or the authors' ``.npz``), add it to the picker and select it.
-
-        Returns the policy, or ``None`` (with an error notification) when the file cannot be loaded.
-        """
-        key = str(Path(path).expanduser().resolve())
-        try:
-            policy = self._load(key)
-        except CheckpointError as err:
-            show_error(f"could not load {Path(path).name}: {err}")
-            self._select_policy_key(self._policy_key)
-            return None
-        if self.policy_box.findData(key) < 0:
-            # Inserting before the current entry moves the current index: no signal for that.
-            self.policy_box.blockSignals(True)
-            self.policy_box.insertItem(self.policy_box.count() - 1, f"{policy.name} ({Path(key).name})", key)
-            self.policy_box.setItemData(self.policy_box.findData(key), key, Qt.ItemDataRole.ToolTipRole)
-            self.policy_box.blockSignals(False)
-        self.policy_box.setCurrentIndex(self.policy_box.findData(key))
-        return policy
-
     @property
     def policy(self) -> Policy:
         """The selected policy."""
-        return self._load(self._policy_key)
+        return self.policy_box.policy
 
     # --- running -------------------------------------------------------------------------------------------
 
@@ -274,7 +177,7 @@ class RestoreWidget(QWidget):
         """Restore the selected layer in a background thread; returns the worker (``None`` if nothing started)."""
         if self._worker is not None:
             return None
-        source = self._selected_layer()
+        source = self.layer_box.layer()
         if source is None:
             show_warning("PixelRL: there is no image layer to restore; open an image or a sample first")
             return None
