@@ -1,0 +1,563 @@
+"""The Train dock widget: fine-tune a policy on the user's own layers, with live curves, a preview and Cancel.
+
+The widget gathers settings and layers, builds the training data with the :mod:`napari_pixelrl.api` helpers and
+runs :func:`napari_pixelrl.api.fine_tune` in a napari ``thread_worker``. The worker yields one update per episode;
+Cancel asks it to stop after the current episode, which saves the policy (nothing trained is lost). The finished
+(or cancelled) policy joins the session's policy list, so the Restore panel offers it at once.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Generator
+from contextlib import closing
+from datetime import datetime
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from napari.layers import Image
+from napari.qt.threading import GeneratorWorker, thread_worker
+from napari.utils.notifications import show_error, show_info
+from napari.viewer import Viewer
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..api import (
+    clean_images,
+    default_intensity_range,
+    estimate_episode_seconds,
+    fine_tune,
+    load_policy,
+    noisy_clean_pairs,
+    noisy_images,
+    noisy_pairs,
+    restore,
+)
+from ..core.config import NoiseModel
+from ..core.noise import degrade
+from ..core.sources import TrainingData
+from ..core.trainer import POLICY_FILE, TrainUpdate
+from .curves import CurvePlot
+from .layers import layer_image
+from .pickers import SESSION_POLICIES, LayerPicker, PolicyPicker, available_devices, is_image
+
+__all__ = ["SOURCES", "TrainWidget"]
+
+SOURCES = {
+    "clean": (
+        "clean image + noise model",
+        "You have a clean image: PixelRL adds noise of the kind you describe, anew each episode, and learns to "
+        "remove it.",
+    ),
+    "pairs": (
+        "noisy + clean images",
+        "You have a noisy image and a clean one of the same field (e.g. the average of many frames): PixelRL "
+        "learns to turn the first into the second.",
+    ),
+    "noisy-pairs": (
+        "two noisy images",
+        "You have two noisy images of the same field taken one after the other: each serves as the other's "
+        "target; because their noise differs, only the shared signal can be learnt.",
+    ),
+    "noisy": (
+        "noisy image or stack only",
+        "You have only noisy data: PixelRL splits each image into two half-size images from neighbouring pixels "
+        "(or pairs consecutive frames of a stack) and uses each as the other's target.",
+    ),
+}
+"""Training data kinds: key -> (label, one-sentence explanation)."""
+
+PREVIEW_SIZE = 128
+ROOT = Path.home() / "napari-pixelrl" / "runs"
+"""Where runs go unless the user picks a folder."""
+
+
+class Planned(NamedTuple):
+    """First message of a run: the budget in episodes and the measured time per episode."""
+
+    episodes: int
+    seconds_per_episode: float
+
+
+class TrainProgress(NamedTuple):
+    """One episode done, and the preview region restored by the latest checkpoint (when one was written)."""
+
+    update: TrainUpdate
+    preview: np.ndarray | None
+
+
+class Preview(NamedTuple):
+    """A region to restore during training: input, its intensity range, and its top-left corner in the layer."""
+
+    image: np.ndarray
+    intensity_range: tuple[float, float]
+    corner: tuple[int, int]
+
+
+class _Failed(NamedTuple):
+    message: str
+
+
+@thread_worker
+def _fine_tune_in_background(
+    policy_key: str,
+    data: TrainingData,
+    run_dir: Path,
+    budget: tuple[str, float],
+    settings: dict,
+    preview: Preview | None,
+    stop: threading.Event,
+) -> Generator[Planned | TrainProgress, None, Path | _Failed]:
+    """Plan the budget, train, restore the preview after each checkpoint; stop after the episode when asked.
+
+    Errors the user can act on come back as :class:`_Failed` (see the Restore panel's worker for why).
+    """
+    try:
+        policy = load_policy(policy_key)  # a private copy: the Restore panel may use its own at the same time
+        unit, amount = budget
+        seconds = estimate_episode_seconds(
+            policy,
+            batch_size=settings["batch_size"],
+            crop_size=settings["crop_size"],
+            objective=settings["objective"],
+            device=settings["device"],
+        )
+        episodes = max(1, round(amount)) if unit == "episodes" else max(1, round(60 * amount / seconds * 1.1))
+        yield Planned(episodes, seconds)
+        minutes = amount if unit == "minutes" else None
+        updates = fine_tune(policy, data, run_dir, episodes=episodes, minutes=minutes, name=run_dir.name, **settings)
+        with closing(updates):  # closing saves the last finished episode
+            for update in updates:
+                restored = None
+                if preview is not None and update.checkpoint:
+                    current = load_policy(update.checkpoint)
+                    restored = restore(preview.image, current, intensity_range=preview.intensity_range).image
+                yield TrainProgress(update, restored)
+                if stop.is_set():
+                    break
+        return run_dir / POLICY_FILE
+    except (RuntimeError, ValueError, MemoryError) as err:
+        return _Failed(str(err))
+
+
+def default_crop_size(shape: tuple[int, ...], neighbours: bool) -> int:
+    """Training crop side for an image of ``shape``: 48, or less for small images (a multiple of 8, >= 16)."""
+    usable = int(min(shape[-2] * 0.9, shape[-1])) // (2 if neighbours else 1)
+    return int(max(16, min(48, usable // 8 * 8)))
+
+
+class TrainWidget(QWidget):
+    """Dock widget that fine-tunes a PixelRL policy on the viewer's layers.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        The viewer whose layers are the training data; the preview layer goes there too.
+    """
+
+    def __init__(self, napari_viewer: Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self._worker: GeneratorWorker | None = None
+        self._stop = threading.Event()
+        self._episodes = 0
+        self._result: Path | None = None
+        self._preview_layer: Image | None = None
+        self._preview_corner = (0, 0)
+        self._source_layer: Image | None = None
+        self._started = 0.0
+
+        self.source_box = QComboBox()
+        for key, (label, explanation) in SOURCES.items():
+            self.source_box.addItem(label, key)
+            self.source_box.setItemData(self.source_box.count() - 1, explanation, Qt.ItemDataRole.ToolTipRole)
+        self.source_info = QLabel()
+        self.source_info.setWordWrap(True)
+        self.first_label, self.second_label = QLabel(), QLabel()
+        self.first_layer = LayerPicker(napari_viewer, is_image)
+        self.second_layer = LayerPicker(napari_viewer, is_image)
+        self.method_box = QComboBox()
+        self.method_box.addItem("neighbouring pixels", "neighbours")
+        self.method_box.addItem("consecutive frames (stack)", "frames")
+        self.noise_kind = QComboBox()
+        self.noise_kind.addItems(["gaussian", "poisson-gaussian"])
+        self.sigma = QDoubleSpinBox()
+        self.sigma.setRange(0.0, 255.0)
+        self.sigma.setValue(25.0)
+        self.sigma.setToolTip("Gaussian σ, or the camera's read noise for Poisson-Gaussian, in grey levels of 255")
+        self.gain = QDoubleSpinBox()
+        self.gain.setDecimals(4)
+        self.gain.setRange(0.0001, 1.0)
+        self.gain.setValue(0.03)
+        self.gain.setToolTip("Poisson-Gaussian: brightness of one photon on the [0, 1] scale (1 / photons at white)")
+        self.policy_box = PolicyPicker("poisson-gaussian")
+        self.budget = QDoubleSpinBox()
+        self.budget.setRange(0.1, 100000)
+        self.budget.setValue(5.0)
+        self.budget_unit = QComboBox()
+        self.budget_unit.addItems(["minutes", "episodes"])
+        self.estimate_label = QLabel("press Estimate for the time per episode")
+        self.estimate_label.setWordWrap(True)
+        self.estimate_button = QPushButton("Estimate")
+        self.device_box = QComboBox()
+        for label, device in available_devices():
+            self.device_box.addItem(label, device)
+
+        self.advanced = QGroupBox("advanced")
+        self.advanced.setCheckable(True)
+        self.advanced.setChecked(False)
+        self.objective = QComboBox()
+        self.objective.addItems(["expected-reward", "a2c"])
+        self.objective.setToolTip("expected-reward: stable and fast (default); a2c: the paper's actor-critic")
+        self.lr = QDoubleSpinBox()
+        self.lr.setDecimals(5)
+        self.lr.setRange(1e-5, 1e-2)
+        self.lr.setSingleStep(1e-4)
+        self.lr.setValue(3e-4)
+        self.batch_size = QSpinBox()
+        self.batch_size.setRange(1, 256)
+        self.batch_size.setValue(16)
+        self.crop_size = QSpinBox()
+        self.crop_size.setRange(8, 512)
+        self.crop_size.setValue(48)
+        self.crop_size.setToolTip("Side of the square training crops; follows the image size until you change it")
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.folder = QLineEdit()
+        self.folder.setPlaceholderText(f"automatic: {ROOT}/<layer>-<date-time>")
+        advanced_form = QFormLayout(self.advanced)
+        advanced_form.addRow("objective", self.objective)
+        advanced_form.addRow("learning rate", self.lr)
+        advanced_form.addRow("batch size", self.batch_size)
+        advanced_form.addRow("crop size", self.crop_size)
+        advanced_form.addRow("seed", self.seed)
+        advanced_form.addRow("output folder", self.folder)
+        self.advanced.toggled.connect(self._fold_advanced)
+        self._fold_advanced(False)
+
+        self.train_button = QPushButton("Train")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.save_button = QPushButton("Save policy as…")
+        self.save_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setValue(0)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.reward_plot = CurvePlot("per episode")
+        self.reward_plot.add_series("reward", "#ff7f0e")
+        self.reward_plot.add_series("loss", "#1f77b4")
+        self.psnr_plot = CurvePlot("held-out region")
+        self.psnr_plot.add_series("PSNR dB", "#2ca02c")
+
+        form = QFormLayout()
+        form.addRow("data", self.source_box)
+        form.addRow("", self.source_info)
+        form.addRow(self.first_label, self.first_layer)
+        form.addRow(self.second_label, self.second_layer)
+        form.addRow("pairs from", self.method_box)
+        self.noise_row = QWidget()
+        noise = QHBoxLayout(self.noise_row)
+        noise.setContentsMargins(0, 0, 0, 0)
+        for widget in (self.noise_kind, QLabel("σ"), self.sigma, QLabel("gain"), self.gain):
+            noise.addWidget(widget)
+        form.addRow("noise", self.noise_row)
+        form.addRow("start from", self.policy_box)
+        budget = QHBoxLayout()
+        budget.addWidget(self.budget)
+        budget.addWidget(self.budget_unit)
+        budget.addWidget(self.estimate_button)
+        form.addRow("budget", budget)
+        form.addRow("", self.estimate_label)
+        form.addRow("device", self.device_box)
+        buttons = QHBoxLayout()
+        for button in (self.train_button, self.cancel_button):
+            buttons.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.advanced)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.reward_plot)
+        layout.addWidget(self.psnr_plot)
+        layout.addWidget(self.save_button)
+
+        self.source_box.currentIndexChanged.connect(self._on_source_changed)
+        self.first_layer.currentIndexChanged.connect(self._suggest_crop_size)
+        self.method_box.currentIndexChanged.connect(self._suggest_crop_size)
+        self.crop_size.valueChanged.connect(self._crop_size_edited)
+        self.estimate_button.clicked.connect(self.estimate)
+        self.train_button.clicked.connect(self.train)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.save_button.clicked.connect(self._save_as)
+        self._crop_size_chosen = self._suggesting = False
+        self._on_source_changed()
+
+    # --- settings ------------------------------------------------------------------------------------------
+
+    @property
+    def source(self) -> str:
+        """Key of the chosen kind of training data (see :data:`SOURCES`)."""
+        return self.source_box.currentData()
+
+    def set_source(self, key: str) -> None:
+        """Choose the kind of training data by key."""
+        self.source_box.setCurrentIndex(self.source_box.findData(key))
+
+    def _on_source_changed(self, index: int = 0) -> None:
+        labels = {
+            "clean": ("clean image", None),
+            "pairs": ("noisy image", "clean image"),
+            "noisy-pairs": ("noisy image 1", "noisy image 2"),
+            "noisy": ("noisy image", None),
+        }[self.source]
+        self.first_label.setText(labels[0])
+        self.second_label.setText(labels[1] or "")
+        self.second_label.setVisible(labels[1] is not None)
+        self.second_layer.setVisible(labels[1] is not None)
+        self.method_box.setEnabled(self.source == "noisy")
+        self.noise_row.setEnabled(self.source == "clean")
+        self.source_info.setText(SOURCES[self.source][1])
+        self._suggest_crop_size()
+
+    def _fold_advanced(self, unfolded: bool) -> None:
+        for child in self.advanced.findChildren(QWidget):
+            child.setVisible(unfolded)
+
+    def _crop_size_edited(self) -> None:
+        self._crop_size_chosen = not self._suggesting
+
+    def _suggest_crop_size(self, *args: object) -> None:
+        layer = self.first_layer.layer()
+        if layer is None or self._crop_size_chosen:
+            return
+        neighbours = self.source == "noisy" and self.method_box.currentData() == "neighbours"
+        self._suggesting = True
+        self.crop_size.setValue(default_crop_size(tuple(layer.data.shape), neighbours))
+        self._suggesting = False
+
+    def _settings(self) -> dict:
+        return {
+            "objective": self.objective.currentText(),
+            "lr": self.lr.value(),
+            "batch_size": self.batch_size.value(),
+            "crop_size": self.crop_size.value(),
+            "seed": self.seed.value(),
+            "device": self.device_box.currentData(),
+            "validate_every": 10,
+        }
+
+    def _noise(self) -> NoiseModel:
+        if self.noise_kind.currentText() == "gaussian":
+            return NoiseModel(kind="gaussian", sigma=self.sigma.value())
+        return NoiseModel(kind="poisson-gaussian", sigma=self.sigma.value(), gain=self.gain.value())
+
+    def _data(self) -> tuple[TrainingData, Image, Preview]:
+        """Training data and the preview region from the chosen layers; raises ValueError with the fix."""
+        first = self.first_layer.layer()
+        if first is None:
+            raise ValueError("there is no image layer to train on; open an image or a sample first")
+        source = self.source
+        if source == "noisy":
+            stack = np.asarray(first.data)
+            if self.method_box.currentData() == "frames":
+                if stack.ndim != 3:
+                    raise ValueError(f"layer {first.name!r} is not a stack (N, H, W); pairs from neighbouring pixels")
+                data, plane = noisy_images(stack, method="frames"), stack[0]
+            else:
+                plane = layer_image(first)
+                data = noisy_images(plane)
+            return data, first, self._preview(plane, None)
+        image = layer_image(first)
+        if source == "clean":
+            return clean_images([image], self._noise()), first, self._preview(image, self._noise())
+        second = self.second_layer.layer()
+        if second is None or second is first:
+            raise ValueError(f"choose a second image layer ({self.second_label.text()}) different from the first")
+        other = layer_image(second)
+        if other.shape != image.shape:
+            raise ValueError(
+                f"{first.name!r} is {image.shape} and {second.name!r} is {other.shape}: pairs must be the same size"
+            )
+        data = noisy_clean_pairs([(image, other)]) if source == "pairs" else noisy_pairs([(image, other)])
+        return data, first, self._preview(image, None)
+
+    def _preview(self, image: np.ndarray, noise: NoiseModel | None) -> Preview:
+        """The centre of the image (at most 128x128); degraded with ``noise`` when the image is clean."""
+        top, left = (max(0, (n - PREVIEW_SIZE) // 2) for n in image.shape)
+        crop = image[top : top + PREVIEW_SIZE, left : left + PREVIEW_SIZE]
+        low, high = default_intensity_range(image)
+        if noise is None:
+            return Preview(np.ascontiguousarray(crop), (low, high), (top, left))
+        unit = (crop.astype(np.float32) - low) / (high - low)
+        return Preview(degrade(unit, noise, np.random.default_rng(0)), (0.0, 1.0), (top, left))
+
+    def _run_dir(self, layer: Image) -> Path:
+        if self.folder.text().strip():
+            return Path(self.folder.text().strip()).expanduser()
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        name = "".join(c if c.isalnum() or c in "-_" else "-" for c in layer.name).strip("-") or "policy"
+        return ROOT / f"{name}-{stamp}"
+
+    # --- estimate ------------------------------------------------------------------------------------------
+
+    def estimate(self) -> None:
+        """Measure the time per episode with the current settings (in the background) and show the budget."""
+        settings, policy = self._settings(), self.policy_box.policy
+        self.estimate_label.setText("measuring…")
+        worker = thread_worker(estimate_episode_seconds)(
+            policy,
+            batch_size=settings["batch_size"],
+            crop_size=settings["crop_size"],
+            objective=settings["objective"],
+            device=settings["device"],
+        )
+        worker.returned.connect(self._show_estimate)
+        worker.start()
+
+    def _show_estimate(self, seconds: float) -> None:
+        amount = self.budget.value()
+        if self.budget_unit.currentText() == "minutes":
+            text = f"≈ {seconds:.1f} s per episode: about {max(1, round(60 * amount / seconds))} episodes"
+        else:
+            text = f"≈ {seconds:.1f} s per episode: about {amount * seconds / 60:.1f} minutes"
+        self.estimate_label.setText(text)
+
+    # --- running -------------------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether training is in progress."""
+        return self._worker is not None
+
+    def train(self) -> GeneratorWorker | None:
+        """Start fine-tuning in a background thread; returns the worker (``None`` if nothing started)."""
+        if self._worker is not None:
+            return None
+        try:
+            data, layer, preview = self._data()
+        except (TypeError, ValueError) as err:
+            show_error(f"PixelRL: {err}")
+            return None
+        run_dir = self._run_dir(layer)
+        self._stop.clear()
+        self._result, self._source_layer, self._preview_corner = None, layer, preview.corner
+        self.reward_plot.clear()
+        self.psnr_plot.clear()
+        worker = _fine_tune_in_background(
+            self.policy_box.currentData(),
+            data,
+            run_dir,
+            (self.budget_unit.currentText(), self.budget.value()),
+            self._settings(),
+            preview,
+            self._stop,
+        )
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_done)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self.status.setText(f"measuring the time per episode, then training into {run_dir}…")
+        self._set_running(True)
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Stop after the current episode; the policy trained so far is saved and offered for restoring."""
+        if self._worker is not None:
+            self._stop.set()
+            self.status.setText("stopping after this episode; the policy so far will be saved…")
+
+    def _set_running(self, running: bool) -> None:
+        self.train_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        self.save_button.setEnabled(not running and self._result is not None)
+        for control in (self.source_box, self.first_layer, self.second_layer, self.policy_box, self.advanced):
+            control.setEnabled(not running)
+
+    def _on_progress(self, message: Planned | TrainProgress) -> None:
+        if isinstance(message, Planned):
+            self._episodes = message.episodes
+            self._started = time.perf_counter()
+            self.progress.setRange(0, message.episodes)
+            self.progress.setFormat("episode %v of %m")
+            return
+        update = message.update
+        self.progress.setValue(update.episode)
+        self.reward_plot.add_point("reward", update.episode, update.reward)
+        self.reward_plot.add_point("loss", update.episode, update.loss)
+        if update.validation_psnr is not None:
+            self.psnr_plot.add_point("PSNR dB", update.episode, update.validation_psnr)
+        per_episode = (time.perf_counter() - self._started) / max(1, update.episode)
+        remaining = per_episode * (self._episodes - update.episode)
+        self.status.setText(
+            f"episode {update.episode}: reward {update.reward:.3f}, about {remaining / 60:.1f} min left"
+        )
+        if message.preview is not None:
+            self._show_preview(message.preview)
+
+    def _show_preview(self, restored: np.ndarray) -> None:
+        if self._preview_layer is None or self._preview_layer not in self.viewer.layers:
+            source = self._source_layer
+            top, left = self._preview_corner
+            scale = tuple(source.scale[-2:])
+            translate = (source.translate[-2] + top * scale[0], source.translate[-1] + left * scale[1])
+            self._preview_layer = self.viewer.add_image(
+                restored, name=f"{source.name} preview (training)", scale=scale, translate=translate
+            )
+        else:
+            self._preview_layer.data = restored
+
+    def _on_done(self, result: Path | _Failed) -> None:
+        if isinstance(result, _Failed):
+            self.status.setText(f"failed: {result.message}")
+            show_error(f"PixelRL: {result.message}")
+            return
+        if not result.exists():
+            self.status.setText("stopped before the first episode finished; nothing was saved")
+            return
+        self._result = result
+        SESSION_POLICIES.add(result)
+        done = "stopped" if self._stop.is_set() else "finished"
+        self.status.setText(f"{done}; the policy is in {result} and listed in the Restore panel")
+        show_info(f"PixelRL: training {done}; policy saved to {result}")
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self._set_running(False)
+
+    def _save_as(self) -> None:
+        if self._result is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Save the policy", f"{self._result.parent.name}.safetensors")
+        if path:
+            self.save_policy(path)
+
+    def save_policy(self, path: str | Path) -> Path:
+        """Copy the last trained policy to ``path`` (and list it in the policy pickers)."""
+        if self._result is None:
+            raise ValueError("no policy has been trained yet")
+        target = Path(path)
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(self._result, tmp)
+        tmp.replace(target)
+        SESSION_POLICIES.add(target)
+        return target
