@@ -10,6 +10,7 @@ PNGs are saved with a 256-colour palette to keep the repository small.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
@@ -92,6 +93,24 @@ def main() -> None:
     viewer.reset_view()
     QApplication.processEvents()
     save(viewer.screenshot(canvas_only=True), out / "cell-restored.png", width=800, trim=True)
+    viewer.grid.enabled = False
+    viewer.layers.clear()
+    noisy, _ = viewer.open_sample("napari-pixelrl", "cell-poisson-gaussian")[::-1]
+    _, trainer = viewer.window.add_plugin_dock_widget("napari-pixelrl", "Train")
+    trainer.set_source("noisy")
+    trainer.first_layer.select(noisy.name)
+    trainer.policy_box.setCurrentIndex(trainer.policy_box.findData("gaussian-25"))
+    trainer.budget_unit.setCurrentText("episodes")
+    trainer.budget.setValue(40)
+    trainer.batch_size.setValue(8)
+    trainer.crop_size.setValue(32)
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer.folder.setText(run_dir)
+        trainer.train()
+        wait_for(trainer)
+    viewer.reset_view()
+    QApplication.processEvents()
+    save(viewer.screenshot(canvas_only=False), out / "train-widget.png", width=1200)
     viewer.close()
 
 

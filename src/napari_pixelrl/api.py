@@ -50,6 +50,7 @@ __all__ = [
     "check_image",
     "clean_images",
     "default_intensity_range",
+    "episodes_for_minutes",
     "estimate_episode_seconds",
     "evaluate",
     "fine_tune",
@@ -565,7 +566,7 @@ def fine_tune(
     data: TrainingData,
     run_dir: str | os.PathLike[str],
     *,
-    episodes: int = 200,
+    episodes: int | None = None,
     minutes: float | None = None,
     objective: str = "expected-reward",
     lr: float = 3e-4,
@@ -580,7 +581,9 @@ def fine_tune(
     """Adapt a policy to your data, yielding a :class:`~napari_pixelrl.core.trainer.TrainUpdate` per episode.
 
     Stops after ``episodes`` (the learning rate decays to zero there) or once ``minutes`` of training have passed,
-    whichever comes first, or when the caller stops iterating; the last finished episode is always saved to
+    whichever comes first, or when the caller stops iterating. With ``minutes`` alone, ``episodes`` is planned
+    from a measurement of the time per episode (:func:`episodes_for_minutes`), so that the learning rate still
+    decays over the run; with neither, 200 episodes; the last finished episode is always saved to
     ``run_dir/policy.safetensors`` (loadable with :func:`load_policy`). The same call on the same folder resumes.
 
     Parameters
@@ -592,7 +595,7 @@ def fine_tune(
     run_dir : path-like
         Output folder.
     episodes, minutes
-        Budget.
+        Budget (see above).
     objective : str
         ``"expected-reward"`` (default: stable and fast) or ``"a2c"`` (the paper's), see
         :class:`~napari_pixelrl.core.config.TrainConfig`.
@@ -609,6 +612,11 @@ def fine_tune(
     >>> mine = api.load_policy("runs/my-microscope/policy.safetensors")  # doctest: +SKIP
     """
     start = policy if isinstance(policy, Policy) else load_policy(policy)
+    if episodes is None:
+        plan = {"batch_size": batch_size, "crop_size": crop_size, "objective": objective, "device": device}
+        episodes = 200 if minutes is None else episodes_for_minutes(start, minutes, precision=precision, **plan)
+    # Only synthetic data are degraded with a noise model; for the other sources it just describes the new policy,
+    # which keeps the starting policy's (TrainConfig insists on a noise level, so an unknown one is recorded as 0).
     noise = data.noise if isinstance(data, SyntheticNoise) else start.noise_model
     config = TrainConfig(
         objective=objective,
@@ -636,6 +644,15 @@ def fine_tune(
                 break
     finally:
         run.close()  # checkpoints the last finished episode
+
+
+def episodes_for_minutes(policy: Policy, minutes: float, **settings: object) -> int:
+    """How many episodes of :func:`fine_tune` fit in ``minutes`` here (measured; 10% spare for validation).
+
+    ``settings``: ``batch_size``, ``crop_size``, ``objective``, ``device``, ``precision`` as for
+    :func:`estimate_episode_seconds`.
+    """
+    return max(1, round(60.0 * minutes / estimate_episode_seconds(policy, **settings) * 1.1))
 
 
 def estimate_episode_seconds(

@@ -42,6 +42,7 @@ from qtpy.QtWidgets import (
 from ..api import (
     clean_images,
     default_intensity_range,
+    episodes_for_minutes,
     estimate_episode_seconds,
     fine_tune,
     load_policy,
@@ -90,10 +91,9 @@ ROOT = Path.home() / "napari-pixelrl" / "runs"
 
 
 class Planned(NamedTuple):
-    """First message of a run: the budget in episodes and the measured time per episode."""
+    """First message of a run: the budget in episodes (measured from the minutes, when given in minutes)."""
 
     episodes: int
-    seconds_per_episode: float
 
 
 class TrainProgress(NamedTuple):
@@ -132,15 +132,9 @@ def _fine_tune_in_background(
     try:
         policy = load_policy(policy_key)  # a private copy: the Restore panel may use its own at the same time
         unit, amount = budget
-        seconds = estimate_episode_seconds(
-            policy,
-            batch_size=settings["batch_size"],
-            crop_size=settings["crop_size"],
-            objective=settings["objective"],
-            device=settings["device"],
-        )
-        episodes = max(1, round(amount)) if unit == "episodes" else max(1, round(60 * amount / seconds * 1.1))
-        yield Planned(episodes, seconds)
+        plan = {key: settings[key] for key in ("batch_size", "crop_size", "objective", "device")}
+        episodes = max(1, round(amount)) if unit == "episodes" else episodes_for_minutes(policy, amount, **plan)
+        yield Planned(episodes)
         minutes = amount if unit == "minutes" else None
         updates = fine_tune(policy, data, run_dir, episodes=episodes, minutes=minutes, name=run_dir.name, **settings)
         with closing(updates):  # closing saves the last finished episode
