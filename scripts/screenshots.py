@@ -59,7 +59,7 @@ def main() -> None:
     viewer = napari.Viewer(title="napari-pixelrl")
     viewer.window._qt_window.resize(*WINDOW)
     noisy, _ = viewer.open_sample("napari-pixelrl", "camera-gaussian-25")[::-1]
-    _, widget = viewer.window.add_plugin_dock_widget("napari-pixelrl", "Restore")
+    restore_dock, widget = viewer.window.add_plugin_dock_widget("napari-pixelrl", "Restore")
     widget.select_layer(noisy.name)
     widget.run()
     wait_for(widget)
@@ -96,6 +96,7 @@ def main() -> None:
     viewer.grid.enabled = False
     viewer.layers.clear()
     noisy, _ = viewer.open_sample("napari-pixelrl", "cell-poisson-gaussian")[::-1]
+    viewer.window.remove_dock_widget(restore_dock)
     _, trainer = viewer.window.add_plugin_dock_widget("napari-pixelrl", "Train")
     trainer.set_source("noisy")
     trainer.first_layer.select(noisy.name)
