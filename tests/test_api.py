@@ -63,7 +63,7 @@ def test_float_in_unit_range_is_unchanged_by_do_nothing():
         (np.where(np.eye(5) > 0, np.inf, 0.5), "NaN or infinite"),
         (np.zeros((0, 5), np.float32), "too small"),
         (np.zeros((2, 40), np.float32), "too small"),
-        (np.zeros((3, 16, 16), np.float32), "3-D array"),
+        (np.zeros((3, 2, 16), np.float32), "too small"),
         (np.zeros((2, 2, 16, 16), np.float32), "4-D array"),
         (np.zeros((16, 16, 3), np.uint8), "RGB"),
         (np.zeros((16, 16), bool), "real-valued"),
@@ -214,3 +214,24 @@ def test_restore_steps_checks_the_image_before_any_work_and_leaves_grad_mode_alo
     next(work)
     assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
     work.close()
+
+
+def test_a_stack_is_restored_plane_by_plane_in_one_intensity_range(policy):
+    rng = np.random.default_rng(5)
+    stack = rng.integers(100, 4000, size=(3, 20, 24)).astype(np.uint16)
+    result = api.restore_steps(stack, policy, steps=2, return_values=True)
+    progress = []
+    while True:
+        try:
+            progress.append(next(result).done)
+        except StopIteration as finished:
+            result = finished.value
+            break
+    assert progress == [1, 2, 3, 4, 5, 6]
+    assert result.image.shape == stack.shape and result.actions.shape == result.values.shape == (3, 2, 20, 24)
+    low, high = float(stack.min()), float(stack.max())
+    for k in range(3):
+        alone = api.restore(stack[k], policy, steps=2, return_values=True, intensity_range=(low, high))
+        np.testing.assert_allclose(result.image[k], alone.image, rtol=1e-6)
+        np.testing.assert_array_equal(result.actions[k], alone.actions)
+        np.testing.assert_allclose(result.values[k], alone.values, rtol=1e-5, atol=1e-6)

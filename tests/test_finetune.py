@@ -66,6 +66,6 @@ def test_data_helpers_map_intensities_like_restore_and_check_shapes():
     with pytest.raises(ValueError, match="method"):
         api.noisy_images(noisy, method="magic")
     frames = api.noisy_images(np.stack([noisy, noisy + 1, noisy + 2]), method="frames")
-    assert len(frames.inputs) == 4 and np.allclose(
-        frames.targets[0] - frames.inputs[0], 1 / 1000, atol=1e-6
-    )  # one range
+    # one range for the whole stack, (500, 1502), as restore maps a stack
+    assert len(frames.inputs) == 4
+    assert np.allclose(frames.targets[0] - frames.inputs[0], 1 / 1002, atol=1e-6)

@@ -79,9 +79,9 @@ class Restoration:
         Restored image, float32, the input's shape and intensity units.
     actions : np.ndarray
         Action index chosen per pixel at each step, ``(steps, H, W)``, ``uint8`` (names in
-        ``policy.action_set.names``).
+        ``policy.action_set.names``); ``(N, steps, H, W)`` for a stack of N planes.
     values : np.ndarray or None
-        Value map ``V(s_t)`` per step, ``(steps, H, W)`` float32, when ``return_values=True``.
+        Value map ``V(s_t)`` per step, shaped like ``actions``, float32, when ``return_values=True``.
     """
 
     image: np.ndarray
@@ -132,14 +132,15 @@ def check_image(image: np.ndarray) -> None:
     if kind not in "uif":
         hint = " (a mask? convert it with image.astype(np.float32))" if kind == "b" else ""
         raise ValueError(f"restore needs a real-valued image (integer or float); got dtype {image.dtype}{hint}")
-    if image.ndim != 2:
-        looks_rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
+    looks_rgb = image.ndim == 3 and image.shape[-1] in (3, 4) and image.shape[-1] < image.shape[0]
+    if image.ndim not in (2, 3) or looks_rgb:
         what = "an RGB(A) image" if looks_rgb else f"a {image.ndim}-D array"
         raise ValueError(
-            f"restore supports one 2-D grayscale image (H, W); got {what} of shape {image.shape}. "
-            "Pass one 2-D plane, e.g. image[0] for a stack or a single colour channel image[..., 0]."
+            f"restore supports a 2-D grayscale image (H, W) or a stack of them (N, H, W); got {what} of shape "
+            f"{image.shape}. Pass a single colour channel, image[..., 0], or a 3-D part of a larger array, "
+            "e.g. image[t]."
         )
-    if min(image.shape) < MIN_SIZE:
+    if image.size == 0 or min(image.shape[-2:]) < MIN_SIZE:
         raise ValueError(
             f"image of shape {image.shape} is too small: PixelRL needs at least {MIN_SIZE}x{MIN_SIZE} pixels"
         )
@@ -202,7 +203,8 @@ def restore(
     Parameters
     ----------
     image : np.ndarray
-        ``(H, W)`` image of any real dtype, finite, at least 3x3. Not modified.
+        ``(H, W)`` image of any real dtype, finite, at least 3x3, or a stack ``(N, H, W)`` of them (restored
+        plane by plane, all mapped with the stack's one intensity range). Not modified.
     policy : Policy
         From :func:`load_policy`.
     steps : int, optional
@@ -278,43 +280,56 @@ def restore_steps(
     low, high = default_intensity_range(image) if intensity_range is None else map(float, intensity_range)
     if not high > low:
         raise ValueError(f"intensity_range must have high > low, got ({low}, {high})")
-    scaled = ((image.astype(np.float64) - low) / (high - low)).astype(np.float32)
+    planes = image[None] if image.ndim == 2 else image
 
     target = resolve_device(config.device)
-    _check_memory(image.shape, policy, target)
+    _check_memory(planes.shape[-2:], policy, target)
     if target.type == "cpu":
         reuse_large_buffers()
     model = policy.model.to(device=target, memory_format=torch.channels_last).eval()
-    state = torch.from_numpy(scaled)[None, None].to(target).contiguous(memory_format=torch.channels_last)
-    episode = episode_steps(
-        model,
-        state,
-        policy.action_set,
-        config.steps,
-        with_value=config.return_values,
-        network_dtype=config.network_dtype,
+    total = len(planes) * config.steps
+    restored, actions, values = [], [], []
+    for index, plane in enumerate(planes):  # a stack plane by plane, all in the one intensity range
+        scaled = ((plane.astype(np.float64) - low) / (high - low)).astype(np.float32)
+        state = torch.from_numpy(scaled)[None, None].to(target).contiguous(memory_format=torch.channels_last)
+        episode = episode_steps(
+            model,
+            state,
+            policy.action_set,
+            config.steps,
+            with_value=config.return_values,
+            network_dtype=config.network_dtype,
+        )
+        done: list[Step] = []
+        while True:
+            # Inference mode is entered per step, never held across a yield (it is thread-local state that would
+            # otherwise leak into the caller's code while this generator is suspended).
+            try:
+                with torch.inference_mode():
+                    step = next(episode, None)
+            except RuntimeError as err:  # torch.OutOfMemoryError is a RuntimeError too
+                if not any(marker in str(err).lower() for marker in _OUT_OF_MEMORY):
+                    raise
+                problem = f"the {target.type} ran out of memory"
+                raise MemoryError(_memory_advice(plane.shape, target, problem)) from err
+            if step is None:
+                break
+            done.append(step)
+            yield RestoreProgress(done=index * config.steps + len(done), total=total)
+        result = collect_episode(done)
+        restored.append(result.image[0, 0].cpu().numpy().astype(np.float64) * (high - low) + low)
+        actions.append(result.actions[:, 0].to(torch.uint8).cpu().numpy())
+        if result.values is not None:
+            values.append(result.values[:, 0].float().cpu().numpy())
+    if image.ndim == 2:
+        return Restoration(
+            image=restored[0].astype(np.float32), actions=actions[0], values=values[0] if values else None
+        )
+    return Restoration(
+        image=np.stack(restored).astype(np.float32),
+        actions=np.stack(actions),
+        values=np.stack(values) if values else None,
     )
-    done: list[Step] = []
-    while True:
-        # Inference mode is entered per step, never held across a yield (it is thread-local state that would
-        # otherwise leak into the caller's code while this generator is suspended).
-        try:
-            with torch.inference_mode():
-                step = next(episode, None)
-        except RuntimeError as err:  # torch.OutOfMemoryError is a RuntimeError too
-            if not any(marker in str(err).lower() for marker in _OUT_OF_MEMORY):
-                raise
-            raise MemoryError(_memory_advice(image.shape, target, f"the {target.type} ran out of memory")) from err
-        if step is None:
-            break
-        done.append(step)
-        yield RestoreProgress(done=len(done), total=config.steps)
-    result = collect_episode(done)
-    restored = result.image[0, 0].cpu().numpy()
-    actions = result.actions[:, 0].to(torch.uint8).cpu().numpy()
-    values = result.values[:, 0].float().cpu().numpy() if result.values is not None else None
-    restored = (restored.astype(np.float64) * (high - low) + low).astype(np.float32)
-    return Restoration(image=restored, actions=actions, values=values)
 
 
 @dataclass(frozen=True)
@@ -495,7 +510,7 @@ def train(
 def _to_unit(image: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
     """``image`` on the [0, 1] scale that :func:`restore` would use for ``reference`` (default: ``image`` itself)."""
     image = np.asarray(image)
-    check_image(image if image.ndim == 2 else image[0])
+    check_image(image)
     low, high = default_intensity_range(np.asarray(reference if reference is not None else image))
     return ((image.astype(np.float64) - low) / (high - low)).astype(np.float32)
 
@@ -544,7 +559,8 @@ def noisy_images(
     Parameters
     ----------
     images : array or sequence of arrays
-        One 2-D image, several, or a stack ``(N, H, W)``.
+        One 2-D image, several, or a stack ``(N, H, W)`` (mapped to [0, 1] with the stack's one range, as
+        :func:`restore` maps a stack).
     method : {"neighbours", "frames"}
         ``"neighbours"``: each image is split into two half-size noisy images from neighbouring pixels (needs noise
         that is independent from pixel to pixel). ``"frames"``: consecutive frames of a stack are pairs (needs a
@@ -552,13 +568,15 @@ def noisy_images(
     validation_fraction : float
         Share of the rows, at the bottom, held out for validation.
     """
+    # A 3-D array is one stack, mapped to [0, 1] with one range as restore maps a stack; a list plane by plane.
+    reference = np.asarray(images) if np.ndim(images) == 3 else None
     stack = [np.asarray(images)] if np.ndim(images) == 2 else list(images)
+    units = [_to_unit(image, reference) for image in stack]
     if method == "frames":
-        frames = np.stack([_to_unit(frame, stack[0]) for frame in stack])
-        return ImagePairs.from_frames(frames, validation_fraction)
+        return ImagePairs.from_frames(np.stack(units), validation_fraction)
     if method != "neighbours":
         raise ValueError(f"method must be 'neighbours' or 'frames', got {method!r}")
-    return NeighbourPairs([_to_unit(image) for image in stack], validation_fraction)
+    return NeighbourPairs(units, validation_fraction)
 
 
 def fine_tune(

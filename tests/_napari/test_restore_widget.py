@@ -121,12 +121,20 @@ def test_rerun_updates_the_same_layers(viewer, qtbot, noisy):
     assert viewer.layers[-1].opacity == pytest.approx(0.3)
 
 
-def test_a_stack_of_one_plane_is_restored_as_that_plane(viewer, qtbot, noisy):
-    viewer.add_image(noisy[None], name="one plane")
+def test_a_stack_is_restored_plane_by_plane_with_a_step_axis_in_the_maps(viewer, qtbot, noisy):
+    stack = np.stack([noisy, noisy[::-1]])
+    viewer.add_image(stack, name="stack", scale=(2.0, 0.5, 0.5), axis_labels=("z", "y", "x"))
     widget = dock(viewer)
-    widget.steps.setValue(1)
+    widget.steps.setValue(2)
     run_to_end(qtbot, widget)
-    assert viewer.layers["one plane restored (gaussian-25)"].data.shape == noisy.shape
+    assert widget.progress.maximum() == 4
+    restored = viewer.layers["stack restored (gaussian-25)"]
+    actions = viewer.layers["stack actions (gaussian-25)"]
+    expected = api.restore(stack, api.load_policy("gaussian-25"), steps=2)
+    np.testing.assert_allclose(restored.data, expected.image, atol=1e-4)
+    assert actions.data.shape == (2, 2, *noisy.shape)
+    np.testing.assert_array_equal(actions.data, expected.actions + 1)
+    assert tuple(actions.scale) == (2.0, 1.0, 0.5, 0.5) and tuple(actions.axis_labels) == ("z", "step", "y", "x")
 
 
 def test_unticked_maps_are_not_added_and_old_ones_are_removed(viewer, qtbot, noisy):
@@ -177,7 +185,7 @@ def test_cancel_stops_a_long_run_and_adds_nothing(viewer, qtbot):
     ("data", "kwargs", "message"),
     [
         (np.zeros((16, 16, 3), np.uint8), {"rgb": True}, "RGB"),
-        (np.zeros((4, 16, 16), np.float32), {}, "3 dimensions"),
+        (np.zeros((2, 4, 16, 16), np.float32), {}, "4 dimensions"),
         (np.full((16, 16), np.nan, np.float32), {"contrast_limits": (0, 1)}, "NaN"),
         (np.zeros((2, 16), np.float32), {}, "too small"),
     ],

@@ -126,3 +126,17 @@ def test_pairs_of_different_sizes_are_refused_with_a_notification(viewer, source
     messages = [str(n.message) for n in notification_manager.records[seen:] if n.severity >= NotificationSeverity.ERROR]
     assert any("same size" in m for m in messages)
     assert not (tmp_path / "run").exists() and len(viewer.layers) == 2
+
+
+def test_a_noisy_stack_trains_from_consecutive_frames(viewer, qtbot, scene, tmp_path):
+    _, noisy, second = scene
+    viewer.add_image(np.stack([noisy, second, noisy[::-1]]), name="stack")
+    widget = dock(viewer)
+    widget.set_source("noisy")
+    widget.method_box.setCurrentIndex(widget.method_box.findData("frames"))
+    tiny(widget, tmp_path / "run", 3)
+    widget.train()
+    qtbot.waitUntil(lambda: not widget.running, timeout=WAIT_MS)
+    policy = api.load_policy(tmp_path / "run" / "policy.safetensors")
+    assert policy.training["stages"][-1]["data"]["kind"] == "noisy/noisy pairs"
+    assert viewer.layers["stack preview (training)"].data.shape == (64, 64)

@@ -39,3 +39,12 @@ def test_action_shares_counts_pixels_per_step():
     np.testing.assert_allclose(shares[0, [0, 3]], [0.8, 0.2])
     np.testing.assert_allclose(shares[1, 8], 1.0)
     np.testing.assert_allclose(shares.sum(axis=1), 1.0)
+
+
+def test_action_shares_of_a_stack_count_every_plane():
+    stack = np.zeros((2, 3, 4, 5), np.uint8)  # 2 planes, 3 steps
+    stack[1, 2] = 7  # the second plane's last step: half of that step's pixels over both planes
+    shares = action_shares(stack, 9)
+    assert shares.shape == (3, 9)
+    np.testing.assert_allclose(shares[2, [0, 7]], [0.5, 0.5])
+    np.testing.assert_allclose(shares[:2, 0], 1.0)

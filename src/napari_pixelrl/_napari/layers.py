@@ -47,7 +47,8 @@ class RestoredLayers(NamedTuple):
 
 
 def layer_image(layer: Layer) -> np.ndarray:
-    """The 2-D array that PixelRL restores from ``layer``, with a clear error for anything it cannot take.
+    """The array that PixelRL restores from ``layer`` (an image, or a stack of planes), with a clear error for
+    anything it cannot take.
 
     Multiscale layers give their full-resolution level. The layer is never modified.
 
@@ -56,7 +57,7 @@ def layer_image(layer: Layer) -> np.ndarray:
     TypeError
         If ``layer`` is not an Image layer.
     ValueError
-        For RGB(A) layers, stacks, and data that :func:`napari_pixelrl.api.check_image` rejects.
+        For RGB(A) layers, more than 3 dimensions, and data that :func:`napari_pixelrl.api.check_image` rejects.
     """
     if not isinstance(layer, Image):
         raise TypeError(
@@ -69,12 +70,10 @@ def layer_image(layer: Layer) -> np.ndarray:
             "Split it into channels (right-click the layer > Split RGB) and restore one channel."
         )
     data = layer.data[0] if layer.multiscale else layer.data
-    if data.ndim > 2 and all(n == 1 for n in data.shape[:-2]):  # e.g. a (1, H, W) stack of one plane
-        data = data.reshape(data.shape[-2:])
-    if data.ndim != 2:
+    if data.ndim > 3:
         raise ValueError(
             f"layer {layer.name!r} has {data.ndim} dimensions {tuple(data.shape)}; this version restores 2-D "
-            "images. For a stack, restore one plane (e.g. viewer.add_image(layer.data[k]))."
+            "images and 3-D stacks. Add a 3-D part as its own layer first, e.g. viewer.add_image(layer.data[t])."
         )
     image = np.asarray(data)
     try:
@@ -103,7 +102,7 @@ def _tag(role: str, source: Layer, policy: Policy) -> dict:
 def result_layers(source: Image, result: Restoration, policy: Policy, *, action_map: bool = True) -> RestoredLayers:
     """New (not yet added) layers for ``result``, placed and displayed like ``source`` (no action map layer when
     ``action_map`` is false, no value map layer when ``result.values`` is ``None``)."""
-    scale, translate, units = tuple(source.scale[-2:]), tuple(source.translate[-2:]), tuple(source.units[-2:])
+    scale, translate, units = tuple(source.scale), tuple(source.translate), tuple(source.units)
     image = Image(
         result.image,
         name=f"{source.name} restored ({policy.name})",
@@ -115,11 +114,16 @@ def result_layers(source: Image, result: Restoration, policy: Policy, *, action_
         gamma=source.gamma,
         metadata=_tag("restored", source, policy),
     )
+
+    def with_steps(values: tuple, step: object) -> tuple:
+        """A step axis just before the image's own two axes: (step, y, x), or (z, step, y, x) for a stack."""
+        return (*values[:-2], step, *values[-2:])
+
     stack_axes = {
-        "scale": (1.0, *scale),
-        "translate": (0.0, *translate),
-        "units": ("pixel", *units),
-        "axis_labels": ("step", *source.axis_labels[-2:]),
+        "scale": with_steps(scale, 1.0),
+        "translate": with_steps(translate, 0.0),
+        "units": with_steps(units, "pixel"),
+        "axis_labels": with_steps(tuple(source.axis_labels), "step"),
     }
     actions = None
     if action_map:

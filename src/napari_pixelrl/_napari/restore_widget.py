@@ -85,7 +85,7 @@ class RestoreWidget(QWidget):
         self._started = 0.0
 
         self.layer_box = LayerPicker(napari_viewer, is_image)
-        self.layer_box.setToolTip("Image layer to restore (2-D grayscale). It is never modified.")
+        self.layer_box.setToolTip("Image layer to restore: a 2-D grayscale image or a 3-D stack. It is never modified.")
         self.policy_box = PolicyPicker("gaussian-25")
         self.policy_info = QLabel()
         self.policy_info.setWordWrap(True)
@@ -105,7 +105,7 @@ class RestoreWidget(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
-        self.progress.setFormat("step %v of %m")
+        self.progress.setFormat("%v of %m steps")
         self.progress.setValue(0)
         self.status = QLabel()
         self.status.setWordWrap(True)
@@ -218,6 +218,7 @@ class RestoreWidget(QWidget):
             control.setEnabled(not running)
 
     def _on_progress(self, progress: RestoreProgress) -> None:
+        self.progress.setRange(0, progress.total)  # steps x planes for a stack
         self.progress.setValue(progress.done)
 
     def _on_restored(self, source: Image, policy: Policy, action_map: bool, result: Restoration | _Failed) -> None:

@@ -369,20 +369,18 @@ class TrainWidget(QWidget):
         first = self.first_layer.layer()
         if first is None:
             raise ValueError("there is no image layer to train on; open an image or a sample first")
+        image = layer_image(first)  # an image, or a stack of planes
+        planes = [image] if image.ndim == 2 else list(image)
+        middle = planes[len(planes) // 2]
         source = self.source
         if source == "noisy":
-            stack = np.asarray(first.data)
             if self.method_box.currentData() == "frames":
-                if stack.ndim != 3:
+                if image.ndim != 3:
                     raise ValueError(f"layer {first.name!r} is not a stack (N, H, W); pairs from neighbouring pixels")
-                data, plane = noisy_images(stack, method="frames"), stack[0]
-            else:
-                plane = layer_image(first)
-                data = noisy_images(plane)
-            return data, first, self._preview(plane, None)
-        image = layer_image(first)
+                return noisy_images(image, method="frames"), first, self._preview(middle, image, None)
+            return noisy_images(image), first, self._preview(middle, image, None)
         if source == "clean":
-            return clean_images([image], self._noise()), first, self._preview(image, self._noise())
+            return clean_images(planes, self._noise()), first, self._preview(middle, image, self._noise())
         second = self.second_layer.layer()
         if second is None or second is first:
             raise ValueError(f"choose a second image layer ({self.second_label.text()}) different from the first")
@@ -391,14 +389,16 @@ class TrainWidget(QWidget):
             raise ValueError(
                 f"{first.name!r} is {image.shape} and {second.name!r} is {other.shape}: pairs must be the same size"
             )
-        data = noisy_clean_pairs([(image, other)]) if source == "pairs" else noisy_pairs([(image, other)])
-        return data, first, self._preview(image, None)
+        pairs = list(zip(planes, [other] if other.ndim == 2 else list(other), strict=True))
+        data = noisy_clean_pairs(pairs) if source == "pairs" else noisy_pairs(pairs)
+        return data, first, self._preview(middle, image, None)
 
-    def _preview(self, image: np.ndarray, noise: NoiseModel | None) -> Preview:
-        """The centre of the image (at most 128x128); degraded with ``noise`` when the image is clean."""
+    def _preview(self, image: np.ndarray, whole: np.ndarray, noise: NoiseModel | None) -> Preview:
+        """The centre of a plane (at most 128x128), mapped with the range of the ``whole`` layer as restoring it
+        would; degraded with ``noise`` when the image is clean."""
         top, left = (max(0, (n - PREVIEW_SIZE) // 2) for n in image.shape)
         crop = image[top : top + PREVIEW_SIZE, left : left + PREVIEW_SIZE]
-        low, high = default_intensity_range(image)
+        low, high = default_intensity_range(whole)
         if noise is None:
             return Preview(np.ascontiguousarray(crop), (low, high), (top, left))
         unit = (crop.astype(np.float32) - low) / (high - low)
