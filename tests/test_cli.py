@@ -37,6 +37,19 @@ def test_restore_writes_restored_image_and_action_map(tmp_path, capsys):
     assert "do nothing" in capsys.readouterr().out
 
 
+def test_restore_takes_a_tiff_stack_plane_by_plane(tmp_path):
+    policy_path = save_checkpoint(make_policy(), tmp_path / "p.safetensors")
+    stack = np.random.default_rng(1).integers(0, 4096, (3, 16, 20)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
+    code = cli.main(["restore", str(tmp_path / "stack.tif"), "-o", str(tmp_path / "out"), "--policy", str(policy_path)])
+    assert code == 0
+    expected = api.restore(stack, make_policy())
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "stack_restored.tif"), expected.image)
+    actions = tifffile.imread(tmp_path / "out" / "stack_actions.tif")
+    assert actions.shape == (3, 3, 16, 20)  # planes, steps, H, W
+    np.testing.assert_array_equal(actions, expected.actions)
+
+
 def test_restore_reports_bad_files_and_continues(tmp_path, capsys):
     policy_path = save_checkpoint(make_policy(), tmp_path / "p.safetensors")
     inputs = _write_pngs(tmp_path / "in", count=1)
