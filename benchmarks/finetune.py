@@ -82,21 +82,32 @@ def main() -> None:
     parser.add_argument("--start", default="gaussian-25", help="policy to start from")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="first N test images only")
+    parser.add_argument("--part", choices=["synthetic", "real", "both"], default="both")
     args = parser.parse_args()
     print(f"machine: {machine()}; start: {args.start}; {args.minutes:g} min per fine-tune; seed {args.seed}")
 
-    # --- synthetic Poisson-Gaussian noise on the clean W2S fields -------------------------------------------------
+    test_clean = read_unit(W2S / "test" / "clean", args.limit)
+    if args.part in ("synthetic", "both"):
+        synthetic(args, test_clean)
+    if args.part in ("real", "both"):
+        real(args, test_clean)
+
+
+def synthetic(args: argparse.Namespace, test_clean: list[np.ndarray]) -> None:
+    """Synthetic Poisson-Gaussian noise on the clean W2S fields."""
     rng = np.random.default_rng(args.seed)
     train_clean = read_unit(W2S / "train" / "clean")
     first = [degrade(c, NOISE, rng) for c in train_clean]
     second = [degrade(c, NOISE, rng) for c in train_clean]
-    test_clean = read_unit(W2S / "test" / "clean", args.limit)
     test_noisy = [degrade(c, NOISE, rng) for c in test_clean]
+    unit = (0.0, 1.0)  # train on the scale the test images are restored with (noise leaves [0, 1])
     sources = {
-        "(a) clean + noise model": api.clean_images(train_clean, NOISE),
-        "(b) noisy/clean pairs": api.noisy_clean_pairs(list(zip(first, train_clean, strict=True))),
-        "(c) two noisy draws": api.noisy_pairs(list(zip(first, second, strict=True))),
-        "(d) noisy images alone": api.noisy_images(first),
+        "(a) clean + noise model": api.clean_images(train_clean, NOISE, intensity_range=unit),
+        "(b) noisy/clean pairs": api.noisy_clean_pairs(
+            list(zip(first, train_clean, strict=True)), intensity_range=unit
+        ),
+        "(c) two noisy draws": api.noisy_pairs(list(zip(first, second, strict=True)), intensity_range=unit),
+        "(d) noisy images alone": api.noisy_images(first, intensity_range=unit),
     }
     policies = {f"{args.start} (start)": api.load_policy(args.start)}
     policies["poisson-gaussian (shipped)"] = api.load_policy("poisson-gaussian")
@@ -117,7 +128,9 @@ def main() -> None:
     notes["BM3D"] = "with the generalised Anscombe transform, true noise parameters"
     table(f"Synthetic: W2S test clean + {NOISE.describe()} ({len(test_clean)} images)", rows, seconds, notes)
 
-    # --- real W2S noisy frames --------------------------------------------------------------------------------------
+
+def real(args: argparse.Namespace, test_clean: list[np.ndarray]) -> None:
+    """The real raw W2S frames against their 400-frame averages."""
     real_noisy = read_unit(W2S / "train" / "noisy")
     real_pairs = [(n, fit(c, n)) for n, c in zip(real_noisy, read_unit(W2S / "train" / "clean"), strict=True)]
     test_real = read_unit(W2S / "test" / "noisy", args.limit)
@@ -125,8 +138,8 @@ def main() -> None:
     policies["poisson-gaussian (shipped)"] = api.load_policy("poisson-gaussian")
     notes = {}
     for name, data in {
-        "(b) real noisy/clean pairs": api.noisy_clean_pairs(real_pairs),
-        "(d) real noisy frames alone": api.noisy_images(real_noisy),
+        "(b) real noisy/clean pairs": api.noisy_clean_pairs(real_pairs, intensity_range=(0.0, 1.0)),
+        "(d) real noisy frames alone": api.noisy_images(real_noisy, intensity_range=(0.0, 1.0)),
     }.items():
         policy, episodes = fine_tuned(args.start, data, args.minutes, args.seed)
         policies[f"fine-tuned {name}"] = policy

@@ -13,6 +13,7 @@ from napari_pixelrl.core.noise import degrade
 
 NOISE = NoiseModel(kind="poisson-gaussian", gain=0.1, sigma=2.0)  # far stronger than the policy's σ = 15
 HELD_OUT = slice(230, 256)  # the bottom 10% of rows, which every source keeps out of training
+UNIT = (0.0, 1.0)  # the floats' own scale, to train and to restore with (noise pushes them outside [0, 1])
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +24,17 @@ def scene():
 
 
 def held_out_psnr(policy, clean, noisy) -> float:
-    return psnr(api.restore(noisy[HELD_OUT], policy, intensity_range=(0, 1)).image, clean[HELD_OUT])
+    return psnr(api.restore(noisy[HELD_OUT], policy, intensity_range=UNIT).image, clean[HELD_OUT])
 
 
 @pytest.mark.parametrize("kind", ["clean + noise model", "noisy/clean pairs", "noisy pairs", "single noisy image"])
 def test_fine_tuning_raises_psnr_on_a_held_out_region(kind, scene, tmp_path):
     clean, noisy, second = scene
     data = {
-        "clean + noise model": lambda: api.clean_images([clean], NOISE),
-        "noisy/clean pairs": lambda: api.noisy_clean_pairs([(noisy, clean)]),
-        "noisy pairs": lambda: api.noisy_pairs([(noisy, second)]),
-        "single noisy image": lambda: api.noisy_images(noisy),
+        "clean + noise model": lambda: api.clean_images([clean], NOISE, intensity_range=UNIT),
+        "noisy/clean pairs": lambda: api.noisy_clean_pairs([(noisy, clean)], intensity_range=UNIT),
+        "noisy pairs": lambda: api.noisy_pairs([(noisy, second)], intensity_range=UNIT),
+        "single noisy image": lambda: api.noisy_images(noisy, intensity_range=UNIT),
     }[kind]()
     updates = list(api.fine_tune("gaussian-15", data, tmp_path, episodes=20, batch_size=8, crop_size=32, lr=1e-3))
     assert [u.episode for u in updates] == list(range(1, 21))
@@ -43,6 +44,18 @@ def test_fine_tuning_raises_psnr_on_a_held_out_region(kind, scene, tmp_path):
     assert after > before + 1.5, (before, after)
     stage = tuned.training["stages"][-1]
     assert stage["data"]["kind"] == data.record()["kind"] and stage["episodes_done"] == 20
+
+
+def test_minutes_alone_plan_the_episodes_and_a_rerun_resumes(scene, tmp_path, monkeypatch):
+    _, noisy, _ = scene
+    monkeypatch.setattr(api, "estimate_episode_seconds", lambda *args, **kwargs: 6.0)  # 6 s → 9 episodes/min
+    data = api.noisy_images(noisy, intensity_range=UNIT)
+    first = api.fine_tune("gaussian-15", data, tmp_path, minutes=1.0, crop_size=16, batch_size=2)
+    updates = [next(first) for _ in range(2)]
+    first.close()  # stopped after 2 of the 9 planned episodes: saved
+    assert updates[-1].episodes == api.episodes_in(1.0, 6.0) == 9
+    again = list(api.fine_tune("gaussian-15", data, tmp_path, minutes=1.0, crop_size=16, batch_size=2))
+    assert [u.episode for u in again] == list(range(3, 10))  # resumed with the run's own schedule
 
 
 def test_minutes_budget_stops_early_and_saves(scene, tmp_path):

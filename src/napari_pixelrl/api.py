@@ -39,7 +39,7 @@ from .core.noise import degrade
 from .core.recipe import Recipe
 from .core.rollout import Step, collect_episode, episode_steps
 from .core.sources import ImagePairs, NeighbourPairs, SyntheticNoise, TrainingData, fingerprint, split_rows
-from .core.trainer import POLICY_FILE, Trainer, TrainUpdate, episode_loss
+from .core.trainer import POLICY_FILE, STATE_FILE, Trainer, TrainUpdate, episode_loss, saved_config
 
 __all__ = [
     "Evaluation",
@@ -51,6 +51,7 @@ __all__ = [
     "clean_images",
     "default_intensity_range",
     "episodes_for_minutes",
+    "episodes_in",
     "estimate_episode_seconds",
     "evaluate",
     "fine_tune",
@@ -507,52 +508,91 @@ def train(
 # --- fine-tuning on the user's own data -------------------------------------------------------------------------
 
 
-def _to_unit(image: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
-    """``image`` on the [0, 1] scale that :func:`restore` would use for ``reference`` (default: ``image`` itself)."""
+Range = tuple[float, float]
+
+
+def _to_unit(
+    image: np.ndarray, reference: np.ndarray | None = None, intensity_range: Range | None = None
+) -> np.ndarray:
+    """``image`` on [0, 1]: mapped with ``intensity_range``, else as :func:`restore` would map ``reference``
+    (default: ``image`` itself)."""
     image = np.asarray(image)
     check_image(image)
-    low, high = default_intensity_range(np.asarray(reference if reference is not None else image))
+    low, high = intensity_range or default_intensity_range(np.asarray(reference if reference is not None else image))
     return ((image.astype(np.float64) - low) / (high - low)).astype(np.float32)
 
 
 def clean_images(
-    images: Sequence[np.ndarray], noise: NoiseModel, *, validation_fraction: float = 0.1
+    images: Sequence[np.ndarray],
+    noise: NoiseModel,
+    *,
+    validation_fraction: float = 0.1,
+    intensity_range: Range | None = None,
 ) -> SyntheticNoise:
     """Training data (a): clean images, degraded afresh with ``noise`` in every episode.
 
-    Each image's bottom ``validation_fraction`` of rows is held out for validation. Intensities are mapped to
-    [0, 1] as :func:`restore` maps them (``uint8`` by 255; see the README), so ``noise`` is on that scale.
+    Each image's bottom ``validation_fraction`` of rows is held out for validation; ``noise`` is on the [0, 1]
+    scale the images are mapped to.
+
+    Parameters
+    ----------
+    images : sequence of np.ndarray
+        2-D clean images.
+    noise : NoiseModel
+        The degradation to learn to undo.
+    validation_fraction : float
+        Share of each image's rows held out.
+    intensity_range : (float, float), optional
+        Values mapped to 0 and 1, for every image; by default each image (or stack) is mapped as :func:`restore`
+        maps it (``uint8`` by 255, floats within [0, 1] as they are, anything else by its own minimum and
+        maximum). Give the range you will restore with, e.g. ``(0, 1)`` for float data that noise pushed outside
+        [0, 1], or ``(0, 4095)`` for 12-bit data.
     """
-    parts = [split_rows(_to_unit(image), validation_fraction) for image in images]
+    parts = [split_rows(_to_unit(image, None, intensity_range), validation_fraction) for image in images]
     units = [np.concatenate(part) for part in parts]
     image_set = ImageSet([p[0] for p in parts], [p[1] for p in parts], fingerprint(units), "arrays")
     return SyntheticNoise(image_set, noise)
 
 
 def noisy_clean_pairs(
-    pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, validation_fraction: float = 0.1
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    validation_fraction: float = 0.1,
+    intensity_range: Range | None = None,
 ) -> ImagePairs:
     """Training data (b): registered ``(noisy, clean)`` pairs, e.g. a clean image made by averaging many frames.
 
-    Both images of a pair are mapped to [0, 1] with the noisy image's range (as :func:`restore` maps it).
+    By default both images of a pair are mapped to [0, 1] with the noisy image's range (as :func:`restore` maps
+    it); see ``intensity_range`` in :func:`clean_images`.
     """
-    units = [(_to_unit(noisy), _to_unit(clean, noisy)) for noisy, clean in pairs]
+    units = [
+        (_to_unit(noisy, None, intensity_range), _to_unit(clean, noisy, intensity_range)) for noisy, clean in pairs
+    ]
     return ImagePairs(units, target_is_clean=True, validation_fraction=validation_fraction, name="noisy/clean pairs")
 
 
-def noisy_pairs(pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, validation_fraction: float = 0.1) -> ImagePairs:
+def noisy_pairs(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    validation_fraction: float = 0.1,
+    intensity_range: Range | None = None,
+) -> ImagePairs:
     """Training data (c): two independent noisy acquisitions of the same scene per pair; each is the other's target.
 
     The noise of the two must be independent (two exposures, not one image copied): then the reward stays
-    unbiased (see :mod:`napari_pixelrl.core.sources`).
+    unbiased (see :mod:`napari_pixelrl.core.sources`). Intensities: as in :func:`noisy_clean_pairs`.
     """
-    units = [(_to_unit(a), _to_unit(b, a)) for a, b in pairs]
+    units = [(_to_unit(a, None, intensity_range), _to_unit(b, a, intensity_range)) for a, b in pairs]
     both_ways = units + [(b, a) for a, b in units]
     return ImagePairs(both_ways, target_is_clean=False, validation_fraction=validation_fraction, name="noisy pairs")
 
 
 def noisy_images(
-    images: np.ndarray | Sequence[np.ndarray], *, method: str = "neighbours", validation_fraction: float = 0.1
+    images: np.ndarray | Sequence[np.ndarray],
+    *,
+    method: str = "neighbours",
+    validation_fraction: float = 0.1,
+    intensity_range: Range | None = None,
 ) -> NeighbourPairs | ImagePairs:
     """Training data (d): noisy images only.
 
@@ -567,15 +607,20 @@ def noisy_images(
         scene that does not move between frames).
     validation_fraction : float
         Share of the rows, at the bottom, held out for validation.
+    intensity_range : (float, float), optional
+        Values mapped to 0 and 1, for every image; by default each image (or stack) is mapped as :func:`restore`
+        maps it (``uint8`` by 255, floats within [0, 1] as they are, anything else by its own minimum and
+        maximum). Give the range you will restore with, e.g. ``(0, 1)`` for float data that noise pushed outside
+        [0, 1], or ``(0, 4095)`` for 12-bit data.
     """
     # A 3-D array is one stack, mapped to [0, 1] with one range as restore maps a stack; a list plane by plane.
     reference = np.asarray(images) if np.ndim(images) == 3 else None
     stack = [np.asarray(images)] if np.ndim(images) == 2 else list(images)
-    units = [_to_unit(image, reference) for image in stack]
+    units = [_to_unit(image, reference, intensity_range) for image in stack]
     if method == "frames":
         return ImagePairs.from_frames(np.stack(units), validation_fraction)
     if method != "neighbours":
-        raise ValueError(f"method must be 'neighbours' or 'frames', got {method!r}")
+        raise ValueError("method must be 'neighbours' or 'frames', got {method!r}")
     return NeighbourPairs(units, validation_fraction)
 
 
@@ -630,6 +675,8 @@ def fine_tune(
     >>> mine = api.load_policy("runs/my-microscope/policy.safetensors")  # doctest: +SKIP
     """
     start = policy if isinstance(policy, Policy) else load_policy(policy)
+    if episodes is None and (Path(run_dir) / STATE_FILE).exists():
+        episodes = saved_config(run_dir).episodes  # resuming: keep the schedule the run was planned with
     if episodes is None:
         plan = {"batch_size": batch_size, "crop_size": crop_size, "objective": objective, "device": device}
         episodes = 200 if minutes is None else episodes_for_minutes(start, minutes, precision=precision, **plan)
@@ -653,24 +700,32 @@ def fine_tune(
         device=device,
         precision=precision,
     )
-    trainer = Trainer(config, run_dir, initial=start, name=name, description=start.description, data=data)
+    kind = data.record().get("kind", "your data")
+    description = f"{start.name} fine-tuned on {kind}"
+    trainer = Trainer(config, run_dir, initial=start, name=name, description=description, data=data)
+    began = time.perf_counter()  # minutes count from this call, also when it resumes an earlier run
     run = trainer.run()
     try:
         for update in run:
             yield update
-            if minutes is not None and update.seconds >= 60.0 * minutes:
+            if minutes is not None and time.perf_counter() - began >= 60.0 * minutes:
                 break
     finally:
         run.close()  # checkpoints the last finished episode
 
 
+def episodes_in(minutes: float, seconds_per_episode: float) -> int:
+    """Episodes that fit in ``minutes`` at ``seconds_per_episode``, keeping 10% of the time for validation."""
+    return max(1, int(60.0 * minutes / (1.1 * seconds_per_episode)))
+
+
 def episodes_for_minutes(policy: Policy, minutes: float, **settings: object) -> int:
-    """How many episodes of :func:`fine_tune` fit in ``minutes`` here (measured; 10% spare for validation).
+    """How many episodes of :func:`fine_tune` fit in ``minutes`` here (:func:`episodes_in` of a measurement).
 
     ``settings``: ``batch_size``, ``crop_size``, ``objective``, ``device``, ``precision`` as for
     :func:`estimate_episode_seconds`.
     """
-    return max(1, round(60.0 * minutes / estimate_episode_seconds(policy, **settings) * 1.1))
+    return episodes_in(minutes, estimate_episode_seconds(policy, **settings))
 
 
 def estimate_episode_seconds(

@@ -255,7 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
             help="network arithmetic: float32 (exact) or bfloat16 (faster on CPUs with native bf16)",
         )
 
-    restore = commands.add_parser("restore", help="restore grayscale images or (N, H, W) stacks and write their action maps")
+    restore = commands.add_parser(
+        "restore", help="restore grayscale images or (N, H, W) stacks and write their action maps"
+    )
     restore.add_argument("inputs", nargs="+", metavar="IN", help="image files (TIFF, PNG, JPEG, BMP)")
     restore.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the results")
     common(restore)

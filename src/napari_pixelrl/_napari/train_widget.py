@@ -43,6 +43,7 @@ from ..api import (
     clean_images,
     default_intensity_range,
     episodes_for_minutes,
+    episodes_in,
     estimate_episode_seconds,
     fine_tune,
     load_policy,
@@ -379,8 +380,10 @@ class TrainWidget(QWidget):
                     raise ValueError(f"layer {first.name!r} is not a stack (N, H, W); pairs from neighbouring pixels")
                 return noisy_images(image, method="frames"), first, self._preview(middle, image, None)
             return noisy_images(image), first, self._preview(middle, image, None)
+        whole = default_intensity_range(image)  # a stack is restored with one range: train with it too
         if source == "clean":
-            return clean_images(planes, self._noise()), first, self._preview(middle, image, self._noise())
+            data = clean_images(planes, self._noise(), intensity_range=whole)
+            return data, first, self._preview(middle, image, self._noise())
         second = self.second_layer.layer()
         if second is None or second is first:
             raise ValueError(f"choose a second image layer ({self.second_label.text()}) different from the first")
@@ -390,7 +393,8 @@ class TrainWidget(QWidget):
                 f"{first.name!r} is {image.shape} and {second.name!r} is {other.shape}: pairs must be the same size"
             )
         pairs = list(zip(planes, [other] if other.ndim == 2 else list(other), strict=True))
-        data = noisy_clean_pairs(pairs) if source == "pairs" else noisy_pairs(pairs)
+        helper = noisy_clean_pairs if source == "pairs" else noisy_pairs
+        data = helper(pairs, intensity_range=whole)
         return data, first, self._preview(middle, image, None)
 
     def _preview(self, image: np.ndarray, whole: np.ndarray, noise: NoiseModel | None) -> Preview:
@@ -430,7 +434,7 @@ class TrainWidget(QWidget):
     def _show_estimate(self, seconds: float) -> None:
         amount = self.budget.value()
         if self.budget_unit.currentText() == "minutes":
-            text = f"≈ {seconds:.1f} s per episode: about {max(1, round(60 * amount / seconds))} episodes"
+            text = f"≈ {seconds:.1f} s per episode: about {episodes_in(amount, seconds)} episodes"
         else:
             text = f"≈ {seconds:.1f} s per episode: about {amount * seconds / 60:.1f} minutes"
         self.estimate_label.setText(text)
@@ -453,6 +457,8 @@ class TrainWidget(QWidget):
             return None
         run_dir = self._run_dir(layer)
         self._stop.clear()
+        if layer is not self._source_layer:
+            self._preview_layer = None  # a new preview layer for another image
         self._result, self._source_layer, self._preview_corner = None, layer, preview.corner
         self.reward_plot.clear()
         self.psnr_plot.clear()

@@ -51,6 +51,7 @@ __all__ = [
     "episode_loss",
     "from_denoiser",
     "read_log",
+    "saved_config",
     "step_reward",
 ]
 
@@ -345,12 +346,9 @@ class Trainer:
                     saved = self.episode
                 self._log(update)
                 yield update
-        except GeneratorExit:
+        finally:  # a finished run, a stop, a closed generator, Ctrl-C or an error: keep every finished episode
             if self.episode > saved:
                 self.save()
-            raise
-        if self.episode > saved:
-            self.save()
 
     def _train_one_episode(self) -> TrainUpdate:
         cfg = self.config
@@ -512,6 +510,22 @@ class Trainer:
         with os.fdopen(fd, "w") as file:
             file.write("".join(line + "\n" for line in kept))
         os.replace(tmp, log)
+
+
+def saved_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
+    """The configuration of the run whose resume state is in ``run_dir``.
+
+    Raises
+    ------
+    CheckpointError
+        If there is no readable trainer state there.
+    """
+    path = Path(run_dir) / STATE_FILE
+    try:
+        with safe_open(path, framework="pt") as file:
+            return TrainConfig.from_dict(json.loads((file.metadata() or {})["trainer_state"])["config"])
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{path} is not a readable trainer state ({err}); use a new run folder") from err
 
 
 def read_log(run_dir: str | os.PathLike[str]) -> list[TrainUpdate]:
