@@ -683,9 +683,10 @@ def fine_tune(
     # Only synthetic data are degraded with a noise model; for the other sources it just describes the new policy,
     # which keeps the starting policy's (TrainConfig insists on a noise level, so an unknown one is recorded as 0).
     noise = data.noise if isinstance(data, SyntheticNoise) else start.noise_model
+    record = data.record()
     config = TrainConfig(
         objective=objective,
-        data=str(data.record().get("source", "")),
+        data=str(record.get("source", "")),
         noise=noise if noise.sigma is not None or noise.kind == "salt-and-pepper" else NoiseModel(sigma=0.0),
         init=start.source or start.name,
         episodes=episodes,
@@ -700,8 +701,7 @@ def fine_tune(
         device=device,
         precision=precision,
     )
-    kind = data.record().get("kind", "your data")
-    description = f"{start.name} fine-tuned on {kind}"
+    description = f"{start.name} fine-tuned on {record.get('kind', 'your data')}"
     trainer = Trainer(config, run_dir, initial=start, name=name, description=description, data=data)
     began = time.perf_counter()  # minutes count from this call, also when it resumes an earlier run
     run = trainer.run()
