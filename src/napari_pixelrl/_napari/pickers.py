@@ -19,6 +19,7 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QWidget
 
 from ..api import list_policies, load_policy
 from ..core.checkpoint import CheckpointError, Policy
+from .layers import METADATA_KEY
 
 __all__ = ["SESSION_POLICIES", "LayerPicker", "PolicyFiles", "PolicyPicker", "available_devices"]
 
@@ -118,7 +119,7 @@ class LayerPicker(QComboBox):
 
 def is_image(layer: Layer) -> bool:
     """Image layers, except the value maps PixelRL made (stacks of steps, not images to restore)."""
-    return isinstance(layer, Image) and layer.metadata.get("napari_pixelrl", {}).get("role") != "values"
+    return isinstance(layer, Image) and layer.metadata.get(METADATA_KEY, {}).get("role") != "values"
 
 
 class PolicyPicker(QComboBox):

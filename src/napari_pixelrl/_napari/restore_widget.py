@@ -11,7 +11,6 @@ import time
 from collections.abc import Generator
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 from napari.layers import Image
@@ -42,30 +41,22 @@ from ..core.checkpoint import Policy
 from ..core.render import action_shares
 from .layers import layer_image, show_restoration
 from .pickers import LayerPicker, PolicyPicker, available_devices, is_image
+from .workers import USER_ERRORS, Failed
 
 __all__ = ["RestoreWidget", "restore_selected_layer"]
 
 MAX_STEPS = 50
 
 
-class _Failed(NamedTuple):
-    """What went wrong in the worker, in words for the user."""
-
-    message: str
-
-
 @thread_worker
 def _restore_in_background(
     image: np.ndarray, policy: Policy, steps: int, device: str, values: bool
-) -> Generator[RestoreProgress, None, Restoration | _Failed]:
-    """Errors a user can act on (device, memory, failures inside torch) come back as a :class:`_Failed` result
-    rather than an exception: the panel shows them as a plain notification, and superqt, which takes a
-    RuntimeError out of a generator (or an exception returned by it) for an aborted thread, would otherwise
-    never report them."""
+) -> Generator[RestoreProgress, None, Restoration | Failed]:
+    """Restore in the worker thread; user errors come back as :class:`~.workers.Failed` (see there for why)."""
     try:
         return (yield from restore_steps(image, policy, steps=steps, device=device, return_values=values))
-    except (RuntimeError, ValueError, MemoryError) as err:
-        return _Failed(str(err))
+    except USER_ERRORS as err:
+        return Failed(str(err))
 
 
 class RestoreWidget(QWidget):
@@ -221,9 +212,9 @@ class RestoreWidget(QWidget):
         self.progress.setRange(0, progress.total)  # steps x planes for a stack
         self.progress.setValue(progress.done)
 
-    def _on_restored(self, source: Image, policy: Policy, action_map: bool, result: Restoration | _Failed) -> None:
+    def _on_restored(self, source: Image, policy: Policy, action_map: bool, result: Restoration | Failed) -> None:
         self._restored = True
-        if isinstance(result, _Failed):
+        if isinstance(result, Failed):
             self.status.setText(f"failed: {result.message}")
             show_error(f"PixelRL: {result.message}")
             return

@@ -59,6 +59,7 @@ from ..core.trainer import POLICY_FILE, TrainUpdate
 from .curves import CurvePlot
 from .layers import layer_image
 from .pickers import SESSION_POLICIES, LayerPicker, PolicyPicker, available_devices, is_image
+from .workers import USER_ERRORS, Failed
 
 __all__ = ["SOURCES", "TrainWidget"]
 
@@ -112,10 +113,6 @@ class Preview(NamedTuple):
     corner: tuple[int, int]
 
 
-class _Failed(NamedTuple):
-    message: str
-
-
 @thread_worker
 def _fine_tune_in_background(
     policy_key: str,
@@ -125,10 +122,10 @@ def _fine_tune_in_background(
     settings: dict,
     preview: Preview | None,
     stop: threading.Event,
-) -> Generator[Planned | TrainProgress, None, Path | _Failed]:
+) -> Generator[Planned | TrainProgress, None, Path | Failed]:
     """Plan the budget, train, restore the preview after each checkpoint; stop after the episode when asked.
 
-    Errors the user can act on come back as :class:`_Failed` (see the Restore panel's worker for why).
+    User errors come back as :class:`~.workers.Failed` (see there for why).
     """
     try:
         policy = load_policy(policy_key)  # a private copy: the Restore panel may use its own at the same time
@@ -148,8 +145,8 @@ def _fine_tune_in_background(
                 if stop.is_set():
                     break
         return run_dir / POLICY_FILE
-    except (RuntimeError, ValueError, MemoryError) as err:
-        return _Failed(str(err))
+    except USER_ERRORS as err:
+        return Failed(str(err))
 
 
 def default_crop_size(shape: tuple[int, ...], neighbours: bool) -> int:
@@ -526,8 +523,8 @@ class TrainWidget(QWidget):
         else:
             self._preview_layer.data = restored
 
-    def _on_done(self, result: Path | _Failed) -> None:
-        if isinstance(result, _Failed):
+    def _on_done(self, result: Path | Failed) -> None:
+        if isinstance(result, Failed):
             self.status.setText(f"failed: {result.message}")
             show_error(f"PixelRL: {result.message}")
             return
