@@ -7,6 +7,7 @@ from conftest import make_policy
 from PIL import Image
 
 from napari_pixelrl import api
+from napari_pixelrl.core import inference
 from napari_pixelrl.core.checkpoint import CheckpointError, save_checkpoint
 from napari_pixelrl.core.config import NoiseModel
 from napari_pixelrl.core.metrics import psnr
@@ -64,8 +65,8 @@ def test_float_in_unit_range_is_unchanged_by_do_nothing():
         (np.zeros((0, 5), np.float32), "too small"),
         (np.zeros((2, 40), np.float32), "too small"),
         (np.zeros((3, 2, 16), np.float32), "too small"),
-        (np.zeros((2, 2, 16, 16), np.float32), "4-D array"),
-        (np.zeros((16, 16, 3), np.uint8), "RGB"),
+        (np.zeros((16, 16, 2), np.uint8), "too small"),
+        (np.zeros((16,), np.float32), "at least 2 dimensions"),
         (np.zeros((16, 16), bool), "real-valued"),
         (np.zeros((16, 16), np.complex64), "real-valued"),
         (np.array([["a"] * 4] * 4), "real-valued"),
@@ -149,9 +150,10 @@ def test_first_value_map_is_the_value_branch_on_the_input():
 
 
 def test_image_too_large_for_memory_is_refused_before_starting(monkeypatch):
-    monkeypatch.setattr(api, "available_bytes", lambda device: 10 * 2**20)  # 10 MiB free
+    monkeypatch.setattr(inference, "available_bytes", lambda device: 10 * 2**20)  # 10 MiB free
     image = np.zeros((256, 256), np.float32)
-    with pytest.raises(MemoryError, match=r"256x256 image on cpu: needs about 0\.\d GiB but only 0\.0 GiB"):
+    # The smallest tiles (64 + 2 x 54 halo) still need 15 MiB: refused, naming the fix.
+    with pytest.raises(MemoryError, match=r"172x172 tiles on cpu: needs about 0\.0 GiB but only 0\.0 GiB.*tile_size"):
         api.restore(image, make_policy())
     assert not image.any()
 
@@ -161,8 +163,8 @@ def test_out_of_memory_inside_torch_becomes_a_clear_error(monkeypatch):
         raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 123 bytes")
         yield  # a generator, like the real episode_steps
 
-    monkeypatch.setattr(api, "episode_steps", exhausted)
-    with pytest.raises(MemoryError, match=r"ran out of memory\. Restore a smaller crop"):
+    monkeypatch.setattr(inference, "episode_steps", exhausted)
+    with pytest.raises(MemoryError, match=r"ran out of memory\. Pass a smaller tile_size"):
         api.restore(np.zeros((8, 8), np.float32), make_policy())
 
 
@@ -171,7 +173,7 @@ def test_other_runtime_errors_mentioning_memory_pass_through(monkeypatch):
         raise RuntimeError("unsupported memory format for this operator")
         yield  # a generator, like the real episode_steps
 
-    monkeypatch.setattr(api, "episode_steps", unrelated)
+    monkeypatch.setattr(inference, "episode_steps", unrelated)
     with pytest.raises(RuntimeError, match="unsupported memory format"):
         api.restore(np.zeros((8, 8), np.float32), make_policy())
 
@@ -216,7 +218,7 @@ def test_restore_steps_checks_the_image_before_any_work_and_leaves_grad_mode_alo
     work.close()
 
 
-def test_a_stack_is_restored_plane_by_plane_in_one_intensity_range(policy):
+def test_a_stack_is_restored_plane_by_plane_in_one_batch_and_one_intensity_range(policy):
     rng = np.random.default_rng(5)
     stack = rng.integers(100, 4000, size=(3, 20, 24)).astype(np.uint16)
     result = api.restore_steps(stack, policy, steps=2, return_values=True)
@@ -227,7 +229,7 @@ def test_a_stack_is_restored_plane_by_plane_in_one_intensity_range(policy):
         except StopIteration as finished:
             result = finished.value
             break
-    assert progress == [1, 2, 3, 4, 5, 6]
+    assert progress == [3, 6]  # the three planes run as one batch
     assert result.image.shape == stack.shape and result.actions.shape == result.values.shape == (3, 2, 20, 24)
     low, high = float(stack.min()), float(stack.max())
     for k in range(3):

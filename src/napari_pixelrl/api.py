@@ -17,10 +17,12 @@ import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from .core import inference
 from .core.checkpoint import (
     CheckpointError,
     Policy,
@@ -32,12 +34,11 @@ from .core.checkpoint import (
 from .core.config import PRECISIONS, InferenceConfig, NoiseModel, TrainConfig
 from .core.data import ImageSet
 from .core.environment import resolve_device
+from .core.inference import Restoration, RestoreProgress, check_image, default_intensity_range
 from .core.io import list_images, read_image
-from .core.memory import available_bytes, episode_bytes, reuse_large_buffers
 from .core.metrics import psnr, ssim
 from .core.noise import degrade
 from .core.recipe import Recipe
-from .core.rollout import Step, collect_episode, episode_steps
 from .core.sources import ImagePairs, NeighbourPairs, SyntheticNoise, TrainingData, fingerprint, split_rows
 from .core.trainer import POLICY_FILE, STATE_FILE, Trainer, TrainUpdate, episode_loss, saved_config
 
@@ -67,27 +68,6 @@ __all__ = [
 ]
 
 WEIGHTS_DIR = Path(__file__).parent / "core" / "weights"
-MIN_SIZE = 3
-
-
-@dataclass(frozen=True)
-class Restoration:
-    """Result of :func:`restore`.
-
-    Attributes
-    ----------
-    image : np.ndarray
-        Restored image, float32, the input's shape and intensity units.
-    actions : np.ndarray
-        Action index chosen per pixel at each step, ``(steps, H, W)``, ``uint8`` (names in
-        ``policy.action_set.names``); ``(N, steps, H, W)`` for a stack of N planes.
-    values : np.ndarray or None
-        Value map ``V(s_t)`` per step, shaped like ``actions``, float32, when ``return_values=True``.
-    """
-
-    image: np.ndarray
-    actions: np.ndarray
-    values: np.ndarray | None
 
 
 def list_policies() -> dict[str, str]:
@@ -127,70 +107,8 @@ def load_policy(name_or_path: str | os.PathLike[str]) -> Policy:
     return load_checkpoint(path)
 
 
-def check_image(image: np.ndarray) -> None:
-    """Raise ``ValueError`` with the fix when :func:`restore` cannot take ``image`` (dtype, shape, size, NaN)."""
-    kind = image.dtype.kind
-    if kind not in "uif":
-        hint = " (a mask? convert it with image.astype(np.float32))" if kind == "b" else ""
-        raise ValueError(f"restore needs a real-valued image (integer or float); got dtype {image.dtype}{hint}")
-    looks_rgb = image.ndim == 3 and image.shape[-1] in (3, 4) and image.shape[-1] < image.shape[0]
-    if image.ndim not in (2, 3) or looks_rgb:
-        what = "an RGB(A) image" if looks_rgb else f"a {image.ndim}-D array"
-        raise ValueError(
-            f"restore supports a 2-D grayscale image (H, W) or a stack of them (N, H, W); got {what} of shape "
-            f"{image.shape}. Pass a single colour channel, image[..., 0], or a 3-D part of a larger array, "
-            "e.g. image[t]."
-        )
-    if image.size == 0 or min(image.shape[-2:]) < MIN_SIZE:
-        raise ValueError(
-            f"image of shape {image.shape} is too small: PixelRL needs at least {MIN_SIZE}x{MIN_SIZE} pixels"
-        )
-    if kind == "f":
-        bad = int(np.count_nonzero(~np.isfinite(image)))
-        if bad:
-            raise ValueError(f"image has {bad} NaN or infinite pixel(s); replace them first, e.g. np.nan_to_num(image)")
-
-
-# How torch's CUDA, MPS and CPU allocators word an allocation failure.
-_OUT_OF_MEMORY = ("out of memory", "not enough memory", "can't allocate memory")
-
-
-def _memory_advice(shape: tuple[int, ...], device: torch.device, problem: str) -> str:
-    return (
-        f"restoring a {shape[0]}x{shape[1]} image on {device}: {problem}. Restore a smaller crop or use a device with "
-        "more memory; automatic tiling of large images is planned."
-    )
-
-
-def _check_memory(shape: tuple[int, ...], policy: Policy, device: torch.device) -> None:
-    needed = episode_bytes(shape[0], shape[1], policy.model.config.width)
-    available = available_bytes(device)
-    if available is not None and needed > available:
-        gib = 2**30
-        problem = f"needs about {needed / gib:.1f} GiB but only {available / gib:.1f} GiB is available"
-        raise MemoryError(_memory_advice(shape, device, problem))
-
-
-def default_intensity_range(image: np.ndarray) -> tuple[float, float]:
-    """The ``(low, high)`` that :func:`restore` maps to [0, 1] by default (see the README's table)."""
-    if image.dtype == np.uint8:
-        return 0.0, 255.0
-    low, high = float(image.min()), float(image.max())
-    if image.dtype.kind == "f" and low >= 0.0 and high <= 1.0:
-        return 0.0, 1.0
-    return (low, high) if high > low else (low, low + 1.0)
-
-
-@dataclass(frozen=True)
-class RestoreProgress:
-    """Progress of :func:`restore_steps`: ``done`` of ``total`` units of work (episode steps) finished."""
-
-    done: int
-    total: int
-
-
 def restore(
-    image: np.ndarray,
+    image: Any,
     policy: Policy,
     *,
     steps: int | None = None,
@@ -198,14 +116,24 @@ def restore(
     return_values: bool = False,
     intensity_range: tuple[float, float] | None = None,
     precision: str = "float32",
+    channel_axis: int | None = None,
+    rgb: bool | None = None,
+    tile_size: int | None = None,
+    memory_budget: int | None = None,
+    out: Restoration | None = None,
 ) -> Restoration:
-    """Restore a 2-D grayscale image with a PixelRL policy (greedy actions, as at test time in the paper).
+    """Restore an image, a stack or any n-D array of grayscale planes with a PixelRL policy (greedy actions, as
+    at test time in the paper).
+
+    Large planes are cut into tiles with a halo as wide as everything a pixel's result depends on, so the result
+    equals the untiled one up to float rounding; planes (or tiles) of the same shape run together in batches.
 
     Parameters
     ----------
-    image : np.ndarray
-        ``(H, W)`` image of any real dtype, finite, at least 3x3, or a stack ``(N, H, W)`` of them (restored
-        plane by plane, all mapped with the stack's one intensity range). Not modified.
+    image : array
+        NumPy, dask or zarr array of any real dtype, finite. Its last two axes (the last two that are not a
+        channel axis) are the planes restored, at least 3x3; all other axes (Z, T, channels, ...) index planes.
+        Lazy arrays are read one tile at a time and never loaded whole. Not modified.
     policy : Policy
         From :func:`load_policy`.
     steps : int, optional
@@ -215,23 +143,39 @@ def restore(
     return_values : bool
         Also compute the value branch and return the per-step value map.
     intensity_range : (float, float), optional
-        Input values mapped to 0 and 1; default by dtype (uint8: (0, 255); floats within [0, 1]: (0, 1);
-        otherwise the image's min and max). The output is mapped back and clipped to this range.
+        Input values mapped to 0 and 1, for every plane; the output is mapped back and clipped to this range.
+        Default by dtype: uint8 (0, 255); floats within [0, 1] as they are; otherwise the minimum and maximum of
+        the whole array, or of each channel when there is a channel axis.
     precision : {"float32", "bfloat16"}
         Arithmetic of the network. ``"bfloat16"`` is about 1.7x faster on CPUs with native bfloat16 and changed
         BSD68 PSNR by less than 0.01 dB in our benchmark, but is not bit-exact; filters always run in float32.
+    channel_axis : int, optional
+        An axis of channels, each restored as grayscale with its own default intensity range.
+    rgb : bool, optional
+        Whether the last axis is RGB(A) colour, restored channel by channel; ``None`` guesses as napari does
+        (a last axis of 3 or 4, shorter than the two before it).
+    tile_size : int, optional
+        Side of each tile's core in pixels (the halo comes on top); default from ``memory_budget``.
+    memory_budget : int, optional
+        Bytes one batch of tiles may use; default a quarter of the free memory, at most 1.5 GiB, on a CPU and
+        half the free memory on a GPU.
+    out : Restoration, optional
+        Arrays to write the results into instead of new NumPy arrays, e.g. :func:`zarr_restoration` for results
+        larger than memory: ``image`` shaped like the input, ``actions`` (and ``values`` when asked for)
+        shaped ``(*stack, steps, H, W)``.
 
     Returns
     -------
     Restoration
-        Restored image (float32, input units), action maps ``(steps, H, W)`` and optional value maps.
+        Restored image (float32, input units and shape), action maps ``(*stack, steps, H, W)`` (``(steps, H, W)``
+        for a 2-D image; the channel axis counts as a stack axis) and optional value maps.
 
     Raises
     ------
     ValueError
-        For an image, steps, device or precision that cannot be used; the message says what is supported.
+        For an image, steps, device, precision or ``out`` that cannot be used; the message says what works.
     MemoryError
-        When the image is too large for the device's free memory (checked before starting).
+        When a tile, or the results, would not fit the free memory (checked before starting).
     """
     work = restore_steps(
         image,
@@ -241,6 +185,11 @@ def restore(
         return_values=return_values,
         intensity_range=intensity_range,
         precision=precision,
+        channel_axis=channel_axis,
+        rgb=rgb,
+        tile_size=tile_size,
+        memory_budget=memory_budget,
+        out=out,
     )
     while True:
         try:
@@ -250,7 +199,7 @@ def restore(
 
 
 def restore_steps(
-    image: np.ndarray,
+    image: Any,
     policy: Policy,
     *,
     steps: int | None = None,
@@ -258,11 +207,17 @@ def restore_steps(
     return_values: bool = False,
     intensity_range: tuple[float, float] | None = None,
     precision: str = "float32",
+    channel_axis: int | None = None,
+    rgb: bool | None = None,
+    tile_size: int | None = None,
+    memory_budget: int | None = None,
+    out: Restoration | None = None,
 ) -> Generator[RestoreProgress, None, Restoration]:
-    """:func:`restore` one step at a time: yields a :class:`RestoreProgress` after each step, returns the result.
+    """:func:`restore` one step at a time: yields a :class:`RestoreProgress` after each step of each batch of
+    planes or tiles, and returns the result.
 
     For progress bars and cancellation: closing the generator (or stopping to iterate) abandons the work at the
-    next step. The image is checked, and the memory estimated, before the first step. Arguments as in
+    next step. The image, intensity ranges and memory are checked before the first step. Arguments as in
     :func:`restore`.
 
     Example
@@ -276,60 +231,20 @@ def restore_steps(
         return_values=return_values,
         precision=precision,
     )
-    image = np.asarray(image)
-    check_image(image)
-    low, high = default_intensity_range(image) if intensity_range is None else map(float, intensity_range)
-    if not high > low:
-        raise ValueError(f"intensity_range must have high > low, got ({low}, {high})")
-    planes = image[None] if image.ndim == 2 else image
-
-    target = resolve_device(config.device)
-    _check_memory(planes.shape[-2:], policy, target)
-    if target.type == "cpu":
-        reuse_large_buffers()
-    model = policy.model.to(device=target, memory_format=torch.channels_last).eval()
-    total = len(planes) * config.steps
-    restored, actions, values = [], [], []
-    for index, plane in enumerate(planes):  # a stack plane by plane, all in the one intensity range
-        scaled = ((plane.astype(np.float64) - low) / (high - low)).astype(np.float32)
-        state = torch.from_numpy(scaled)[None, None].to(target).contiguous(memory_format=torch.channels_last)
-        episode = episode_steps(
-            model,
-            state,
-            policy.action_set,
-            config.steps,
-            with_value=config.return_values,
-            network_dtype=config.network_dtype,
+    if tile_size is not None and (not isinstance(tile_size, int) or tile_size < 1):
+        raise ValueError(f"tile_size must be a positive number of pixels, got {tile_size!r}")
+    return (
+        yield from inference.restore_steps(
+            image if hasattr(image, "shape") and hasattr(image, "dtype") else np.asarray(image),
+            policy,
+            config,
+            intensity_range=intensity_range,
+            channel_axis=channel_axis,
+            rgb=rgb,
+            tile_size=tile_size,
+            memory_budget=memory_budget,
+            out=out,
         )
-        done: list[Step] = []
-        while True:
-            # Inference mode is entered per step, never held across a yield (it is thread-local state that would
-            # otherwise leak into the caller's code while this generator is suspended).
-            try:
-                with torch.inference_mode():
-                    step = next(episode, None)
-            except RuntimeError as err:  # torch.OutOfMemoryError is a RuntimeError too
-                if not any(marker in str(err).lower() for marker in _OUT_OF_MEMORY):
-                    raise
-                problem = f"the {target.type} ran out of memory"
-                raise MemoryError(_memory_advice(plane.shape, target, problem)) from err
-            if step is None:
-                break
-            done.append(step)
-            yield RestoreProgress(done=index * config.steps + len(done), total=total)
-        result = collect_episode(done)
-        restored.append(result.image[0, 0].cpu().numpy().astype(np.float64) * (high - low) + low)
-        actions.append(result.actions[:, 0].to(torch.uint8).cpu().numpy())
-        if result.values is not None:
-            values.append(result.values[:, 0].float().cpu().numpy())
-    if image.ndim == 2:
-        return Restoration(
-            image=restored[0].astype(np.float32), actions=actions[0], values=values[0] if values else None
-        )
-    return Restoration(
-        image=np.stack(restored).astype(np.float32),
-        actions=np.stack(actions),
-        values=np.stack(values) if values else None,
     )
 
 
@@ -517,7 +432,11 @@ def _to_unit(
     """``image`` on [0, 1]: mapped with ``intensity_range``, else as :func:`restore` would map ``reference``
     (default: ``image`` itself)."""
     image = np.asarray(image)
-    check_image(image)
+    if check_image(image).channel_axis is not None:
+        raise ValueError(
+            f"training takes grayscale images or stacks of them; got shape {image.shape}, which looks like RGB(A). "
+            "Pass one channel, image[..., 0]."
+        )
     low, high = intensity_range or default_intensity_range(np.asarray(reference if reference is not None else image))
     return ((image.astype(np.float64) - low) / (high - low)).astype(np.float32)
 

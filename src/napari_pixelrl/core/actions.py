@@ -199,6 +199,8 @@ class ActionSet:
     name: str
     version: int
     actions: tuple[Action, ...]
+    radius: int = _RADIUS
+    """How far (pixels) any action looks from the pixel it changes; decides, with the network, a tile's halo."""
 
     def __len__(self) -> int:
         return len(self.actions)

@@ -1,0 +1,418 @@
+"""Restoring arrays of any size and dimensionality with a policy: layout, intensity mapping, exact tiles, batches.
+
+An n-D array is a set of 2-D *planes* (its last two non-channel axes) indexed by all its other axes. Every plane
+is cut into tiles that fit a memory budget (:mod:`.tiling`; one tile when the plane fits), tiles of equal shape
+are run together as a batch, and each tile's core is written into the output. The source is read one window at
+a time (``source[index]``), so dask and zarr arrays are never loaded whole, and the output can be any array that
+takes slice assignment (NumPy by default, zarr for results larger than memory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from itertools import product
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import Policy
+from .config import InferenceConfig
+from .environment import resolve_device
+from .memory import available_bytes, episode_bytes, reuse_large_buffers
+from .rollout import Step, collect_episode, episode_steps
+from .tiling import Tile, halo_width, plan_tiles, tile_side_for_budget
+
+__all__ = [
+    "MIN_SIZE",
+    "Layout",
+    "Restoration",
+    "RestoreProgress",
+    "check_image",
+    "default_intensity_range",
+    "default_memory_budget",
+    "image_layout",
+    "restore_steps",
+]
+
+MIN_SIZE = 3
+MAX_BATCH = 16
+"""Most planes or tiles run in one batch."""
+_CPU_BUDGET = 3 * 2**29  # 1.5 GiB: an 8k x 8k restore stays under 3 GiB in all (docs/benchmarks.md)
+# How torch's CUDA, MPS and CPU allocators word an allocation failure.
+_OUT_OF_MEMORY = ("out of memory", "not enough memory", "can't allocate memory")
+
+
+@dataclass(frozen=True)
+class Restoration:
+    """Result of :func:`napari_pixelrl.api.restore`.
+
+    Attributes
+    ----------
+    image : array
+        Restored image, float32, the input's shape and intensity units.
+    actions : array
+        Action index chosen per pixel at each step, ``uint8`` (names in ``policy.action_set.names``):
+        ``(steps, H, W)`` for a 2-D image, ``(*stack, steps, H, W)`` for an n-D array, where ``stack`` is the
+        shape of its other axes in order (the channel axis included, e.g. ``(3, steps, H, W)`` for RGB).
+    values : array or None
+        Value map ``V(s_t)`` per step, shaped like ``actions``, float32, when ``return_values=True``.
+    """
+
+    image: Any
+    actions: Any
+    values: Any | None
+
+
+@dataclass(frozen=True)
+class RestoreProgress:
+    """Progress of :func:`restore_steps`: ``done`` of ``total`` units of work (one step of one plane or tile)."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which axes of an n-D array form its 2-D planes (``Y, X``: the last two that are not the channel axis)."""
+
+    shape: tuple[int, ...]
+    channel_axis: int | None = None
+
+    @property
+    def plane_axes(self) -> tuple[int, int]:
+        """Axes ``(Y, X)`` of each plane."""
+        spatial = [axis for axis in range(len(self.shape)) if axis != self.channel_axis]
+        return spatial[-2], spatial[-1]
+
+    @property
+    def stack_axes(self) -> tuple[int, ...]:
+        """All other axes, in order (Z, T, channel, ...)."""
+        return tuple(axis for axis in range(len(self.shape)) if axis not in self.plane_axes)
+
+    @property
+    def plane_shape(self) -> tuple[int, int]:
+        """``(H, W)``."""
+        y, x = self.plane_axes
+        return self.shape[y], self.shape[x]
+
+    @property
+    def stack_shape(self) -> tuple[int, ...]:
+        """Sizes of :attr:`stack_axes`; ``()`` for a 2-D image."""
+        return tuple(self.shape[axis] for axis in self.stack_axes)
+
+    def map_shape(self, steps: int) -> tuple[int, ...]:
+        """Shape of the action and value maps: ``(*stack_shape, steps, H, W)``."""
+        return (*self.stack_shape, steps, *self.plane_shape)
+
+    def planes(self) -> Iterator[tuple[int, ...]]:
+        """Index of every plane within :attr:`stack_shape`, in C order."""
+        return iter(np.ndindex(*self.stack_shape))
+
+    def index(self, plane: tuple[int, ...], rows: slice, cols: slice) -> tuple:
+        """Full index into the array of a window ``rows x cols`` of one plane."""
+        index: list[Any] = [None] * len(self.shape)
+        for axis, i in zip(self.stack_axes, plane, strict=True):
+            index[axis] = i
+        y, x = self.plane_axes
+        index[y], index[x] = rows, cols
+        return tuple(index)
+
+    def channel(self, plane: tuple[int, ...]) -> int | None:
+        """Channel of a plane, or ``None`` without a channel axis."""
+        if self.channel_axis is None:
+            return None
+        return plane[self.stack_axes.index(self.channel_axis)]
+
+
+def looks_rgb(shape: tuple[int, ...]) -> bool:
+    """``(..., H, W, 3 or 4)`` with the last axis shorter than both before it: how napari tells RGB(A) apart."""
+    return len(shape) >= 3 and shape[-1] in (3, 4) and shape[-1] < min(shape[-3], shape[-2])
+
+
+def image_layout(shape: tuple[int, ...], *, channel_axis: int | None = None, rgb: bool | None = None) -> Layout:
+    """The :class:`Layout` of an array of ``shape``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The array's shape, at least 2-D.
+    channel_axis : int, optional
+        An axis of channels, each restored as its own grayscale image with its own default intensity range.
+    rgb : bool, optional
+        Whether the last axis holds RGB(A) colour (a channel axis); ``None`` guesses it like napari does.
+    """
+    shape = tuple(int(n) for n in shape)
+    ndim = len(shape)
+    if ndim < 2:
+        raise ValueError(f"restore needs an image with at least 2 dimensions (H, W); got shape {shape}")
+    if channel_axis is None and (rgb or (rgb is None and looks_rgb(shape))):
+        channel_axis = ndim - 1
+    if channel_axis is not None:
+        if not -ndim <= channel_axis < ndim or ndim < 3:
+            raise ValueError(f"channel_axis {channel_axis} does not fit an array of shape {shape} (needs 3-D or more)")
+        channel_axis %= ndim
+    return Layout(shape, channel_axis)
+
+
+def check_image(image: Any, *, channel_axis: int | None = None, rgb: bool | None = None) -> Layout:
+    """Raise ``ValueError`` with the fix when ``image`` cannot be restored; return its :class:`Layout`.
+
+    ``image`` is a NumPy array or any array with ``shape``, ``dtype`` and slicing (dask, zarr). NaN and infinite
+    values are looked for here in NumPy arrays, and tile by tile while restoring lazy ones.
+    """
+    dtype = np.dtype(image.dtype)
+    if dtype.kind not in "uif":
+        hint = " (a mask? convert it with image.astype(np.float32))" if dtype.kind == "b" else ""
+        raise ValueError(f"restore needs a real-valued image (integer or float); got dtype {dtype}{hint}")
+    layout = image_layout(tuple(image.shape), channel_axis=channel_axis, rgb=rgb)
+    if 0 in layout.shape or min(layout.plane_shape) < MIN_SIZE:
+        raise ValueError(
+            f"image of shape {layout.shape} is too small: PixelRL needs planes of at least {MIN_SIZE}x{MIN_SIZE} "
+            f"pixels, these are {layout.plane_shape[0]}x{layout.plane_shape[1]}"
+        )
+    if isinstance(image, np.ndarray) and dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(image)))
+        if bad:
+            raise ValueError(f"image has {bad} NaN or infinite pixel(s); replace them first, e.g. np.nan_to_num(image)")
+    return layout
+
+
+def _unit_range(low: float, high: float, dtype: np.dtype) -> tuple[float, float]:
+    if dtype.kind == "f" and low >= 0.0 and high <= 1.0:
+        return 0.0, 1.0
+    return (low, high) if high > low else (low, low + 1.0)
+
+
+def default_intensity_range(image: np.ndarray) -> tuple[float, float]:
+    """The ``(low, high)`` that restore maps to [0, 1] by default (see the README's table)."""
+    if image.dtype == np.uint8:
+        return 0.0, 255.0
+    return _unit_range(float(image.min()), float(image.max()), image.dtype)
+
+
+def _window(source: Any, index: tuple) -> np.ndarray:
+    return np.asarray(source[index])
+
+
+def _bands(height: int, width: int, source: Any) -> list[slice]:
+    """Row bands to read a plane in: the array's own chunk rows when it has chunks, else about 16 M pixels."""
+    chunks = getattr(source, "chunks", None)
+    rows = chunks[-2] if isinstance(chunks, tuple) and chunks and isinstance(chunks[-2], int) else 0
+    rows = rows or max(1, 2**24 // width)
+    return [slice(y, min(height, y + rows)) for y in range(0, height, rows)]
+
+
+def _lazy_range(source: Any, layout: Layout, channel: int | None) -> tuple[float, float]:
+    """Default intensity range of a lazy array (or of one channel of it), read band by band."""
+    dtype = np.dtype(source.dtype)
+    if dtype == np.uint8:
+        return 0.0, 255.0
+    low, high = np.inf, -np.inf
+    height, width = layout.plane_shape
+    for plane in layout.planes():
+        if layout.channel(plane) != channel:
+            continue
+        for rows in _bands(height, width, source):
+            band = _window(source, layout.index(plane, rows, slice(0, width)))
+            _check_finite(band, plane, rows)
+            low, high = min(low, float(band.min())), max(high, float(band.max()))
+    return _unit_range(low, high, dtype)
+
+
+def _intensity_ranges(
+    source: Any, layout: Layout, given: tuple[float, float] | None
+) -> dict[int | None, tuple[float, float]]:
+    """``(low, high)`` per channel (key ``None`` without a channel axis)."""
+    channels = [None] if layout.channel_axis is None else list(range(layout.shape[layout.channel_axis]))
+    if given is not None:
+        low, high = map(float, given)
+        if not high > low:
+            raise ValueError(f"intensity_range must have high > low, got ({low}, {high})")
+        return dict.fromkeys(channels, (low, high))
+    if not isinstance(source, np.ndarray):
+        return {c: _lazy_range(source, layout, c) for c in channels}
+    if layout.channel_axis is None:
+        return {None: default_intensity_range(source)}
+    return {c: default_intensity_range(np.take(source, c, axis=layout.channel_axis)) for c in channels}
+
+
+def _check_finite(window: np.ndarray, plane: tuple[int, ...], rows: slice) -> None:
+    if window.dtype.kind == "f" and not np.isfinite(window).all():
+        raise ValueError(
+            f"image has NaN or infinite pixel(s) in plane {plane}, rows {rows.start}-{rows.stop}; "
+            "replace them first, e.g. with np.nan_to_num"
+        )
+
+
+def default_memory_budget(device: torch.device) -> int:
+    """Bytes that one batch of tiles may use: on a CPU a quarter of the free memory, at most 1.5 GiB; on a GPU
+    half of its free memory."""
+    free = available_bytes(device)
+    if device.type == "cpu":
+        return _CPU_BUDGET if free is None else min(_CPU_BUDGET, free // 4)
+    return 2 * 2**30 if free is None else free // 2
+
+
+def _memory_advice(what: str, device: torch.device, problem: str, fix: str) -> str:
+    return f"restoring {what} on {device}: {problem}. {fix}"
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def _check_output_memory(layout: Layout, steps: int, with_values: bool, device: torch.device) -> None:
+    maps = int(np.prod(layout.map_shape(steps)))
+    needed = 4 * int(np.prod(layout.shape)) + maps * (5 if with_values else 1)
+    free = available_bytes(torch.device("cpu"))
+    if free is not None and needed > free:
+        raise MemoryError(
+            _memory_advice(
+                f"an image of shape {layout.shape}",
+                device,
+                f"the results need about {_gib(needed)} but only {_gib(free)} of memory is free",
+                "Write them to disk instead: pass out=napari_pixelrl.api.zarr_restoration(path, ...), "
+                "or the CLI's --output with a .zarr path.",
+            )
+        )
+
+
+def _check_out(out: Restoration, layout: Layout, steps: int, with_values: bool) -> None:
+    expected = {"image": layout.shape, "actions": layout.map_shape(steps)}
+    if with_values:
+        expected["values"] = layout.map_shape(steps)
+    for name, shape in expected.items():
+        array = getattr(out, name)
+        if array is None or tuple(array.shape) != shape:
+            got = None if array is None else tuple(array.shape)
+            raise ValueError(f"out.{name} must have shape {shape} for this image and {steps} steps, got {got}")
+
+
+@dataclass(frozen=True)
+class _Work:
+    plane: tuple[int, ...]
+    tile: Tile
+
+
+def _batches(layout: Layout, tiles: list[Tile], budget: int, channels: int) -> list[list[_Work]]:
+    """Every (plane, tile) in order, grouped into batches of equal read shape that fit ``budget``."""
+    batches: list[list[_Work]] = []
+    for plane, tile in product(layout.planes(), tiles):
+        limit = int(np.clip(budget // episode_bytes(*tile.read_shape, channels), 1, MAX_BATCH))
+        last = batches[-1] if batches else None
+        if last and len(last) < limit and last[0].tile.read_shape == tile.read_shape:
+            last.append(_Work(plane, tile))
+        else:
+            batches.append([_Work(plane, tile)])
+    return batches
+
+
+def restore_steps(
+    image: Any,
+    policy: Policy,
+    config: InferenceConfig,
+    *,
+    intensity_range: tuple[float, float] | None = None,
+    channel_axis: int | None = None,
+    rgb: bool | None = None,
+    tile_size: int | None = None,
+    memory_budget: int | None = None,
+    out: Restoration | None = None,
+) -> Generator[RestoreProgress, None, Restoration]:
+    """Restore ``image``, yielding a :class:`RestoreProgress` after every step of every batch of tiles.
+
+    See :func:`napari_pixelrl.api.restore` for the arguments. Closing the generator abandons the work at the
+    next step. Everything that can be checked (image, ranges, memory, ``out``) is checked before the first step.
+    """
+    layout = check_image(image, channel_axis=channel_axis, rgb=rgb)
+    steps = policy.steps if config.steps is None else config.steps
+    target = resolve_device(config.device)
+    ranges = _intensity_ranges(image, layout, intensity_range)
+    channels = policy.model.config.width
+    halo = halo_width(policy.model.config, steps, policy.action_set.radius)
+    budget = default_memory_budget(target) if memory_budget is None else int(memory_budget)
+    core = tile_size or tile_side_for_budget(budget, channels, halo)
+    height, width = layout.plane_shape
+    tiles = plan_tiles(height, width, core, halo)
+    largest = max(tiles, key=lambda tile: tile.read_shape[0] * tile.read_shape[1]).read_shape
+    needed, free = episode_bytes(*largest, channels), available_bytes(target)
+    what = f"a {height}x{width} image" if len(tiles) == 1 else f"{largest[0]}x{largest[1]} tiles"
+    if free is not None and needed > free:
+        raise MemoryError(
+            _memory_advice(
+                what,
+                target,
+                f"needs about {_gib(needed)} but only {_gib(free)} is available",
+                "Pass a smaller tile_size (the CLI's --tile-size) or use a device with more memory.",
+            )
+        )
+    if out is None:
+        _check_output_memory(layout, steps, config.return_values, target)
+        out = Restoration(
+            image=np.empty(layout.shape, np.float32),
+            actions=np.empty(layout.map_shape(steps), np.uint8),
+            values=np.empty(layout.map_shape(steps), np.float32) if config.return_values else None,
+        )
+    else:
+        _check_out(out, layout, steps, config.return_values)
+
+    if target.type == "cpu":
+        reuse_large_buffers()
+    model = policy.model.to(device=target, memory_format=torch.channels_last).eval()
+    batches = _batches(layout, tiles, budget, channels)
+    total, done = sum(len(batch) for batch in batches) * steps, 0
+    for batch in batches:
+        states = []
+        for work in batch:
+            window = _window(image, layout.index(work.plane, *work.tile.read))
+            if not isinstance(image, np.ndarray):
+                _check_finite(window, work.plane, work.tile.read[0])
+            low, high = ranges[layout.channel(work.plane)]
+            states.append(((window.astype(np.float64) - low) / (high - low)).astype(np.float32))
+        state = torch.from_numpy(np.stack(states))[:, None].to(target).contiguous(memory_format=torch.channels_last)
+        episode = episode_steps(
+            model, state, policy.action_set, steps, with_value=config.return_values, network_dtype=config.network_dtype
+        )
+        finished: list[Step] = []
+        while True:
+            # Inference mode is entered per step, never held across a yield (it is thread-local state that would
+            # otherwise leak into the caller's code while this generator is suspended).
+            try:
+                with torch.inference_mode():
+                    step = next(episode, None)
+            except RuntimeError as err:  # torch.OutOfMemoryError is a RuntimeError too
+                if not any(marker in str(err).lower() for marker in _OUT_OF_MEMORY):
+                    raise
+                fix = "Pass a smaller tile_size or memory_budget, or use a device with more memory."
+                raise MemoryError(_memory_advice(what, target, f"the {target.type} ran out of memory", fix)) from err
+            if step is None:
+                break
+            finished.append(step)
+            done += len(batch)
+            yield RestoreProgress(done=done, total=total)
+        _write(out, layout, batch, collect_episode(finished), ranges)
+    return out
+
+
+def _write(
+    out: Restoration,
+    layout: Layout,
+    batch: list[_Work],
+    episode: Any,
+    ranges: dict[int | None, tuple[float, float]],
+) -> None:
+    """Write each tile's core of a finished episode into the outputs, the image back in its intensity units."""
+    images = episode.image[:, 0].cpu().numpy()
+    actions = episode.actions.to(torch.uint8).cpu().numpy()  # (T, B, h, w)
+    values = None if episode.values is None else episode.values.float().cpu().numpy()
+    for b, work in enumerate(batch):
+        rows, cols = work.tile.inner
+        low, high = ranges[layout.channel(work.plane)]
+        core = images[b, rows, cols].astype(np.float64) * (high - low) + low
+        out.image[layout.index(work.plane, *work.tile.write)] = core.astype(np.float32)
+        maps = (*work.plane, slice(None), *work.tile.write)
+        out.actions[maps] = actions[:, b, rows, cols]
+        if values is not None and out.values is not None:
+            out.values[maps] = values[:, b, rows, cols]
