@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import tifffile
 from conftest import make_policy
 from PIL import Image
@@ -53,12 +54,93 @@ def test_restore_takes_a_tiff_stack_plane_by_plane(tmp_path):
 def test_restore_reports_bad_files_and_continues(tmp_path, capsys):
     policy_path = save_checkpoint(make_policy(), tmp_path / "p.safetensors")
     inputs = _write_pngs(tmp_path / "in", count=1)
-    rgb = tmp_path / "rgb.png"
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(rgb)
-    code = cli.main(["restore", str(rgb), str(inputs[0]), "-o", str(tmp_path / "out"), "--policy", str(policy_path)])
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    code = cli.main(["restore", str(broken), str(inputs[0]), "-o", str(tmp_path / "out"), "--policy", str(policy_path)])
     assert code == 1
-    assert "RGB" in capsys.readouterr().out
+    assert "skipped" in capsys.readouterr().out
     assert (tmp_path / "out" / "img0_restored.tif").is_file()
+
+
+def test_restore_takes_folders_and_globs(tmp_path, capsys):
+    policy_path = save_checkpoint(make_policy(), tmp_path / "p.safetensors")
+    _write_pngs(tmp_path / "a", count=2)
+    _write_pngs(tmp_path / "b", count=3)
+    (tmp_path / "b" / "notes.txt").write_text("not an image")
+    code = cli.main(
+        ["restore", str(tmp_path / "a"), str(tmp_path / "b" / "img[12].png"), "-o", str(tmp_path / "out"),
+         "--policy", str(policy_path)]
+    )  # fmt: skip
+    assert code == 0
+    assert "wrote 4 restored file(s)" in capsys.readouterr().out
+    assert cli.main(["restore", str(tmp_path / "c*.tif"), "-o", str(tmp_path), "--policy", str(policy_path)]) == 2
+
+
+def test_restore_keeps_tiff_resolution_and_imagej_metadata(tmp_path):
+    policy_path = save_checkpoint(make_policy(), tmp_path / "p.safetensors")
+    stack = np.random.default_rng(1).integers(0, 4096, (4, 18, 20)).astype(np.uint16)
+    tifffile.imwrite(
+        tmp_path / "cells.tif", stack, imagej=True, resolution=(1 / 0.25, 1 / 0.25),
+        metadata={"axes": "ZYX", "spacing": 0.5, "unit": "um"},
+    )  # fmt: skip
+    assert (
+        cli.main(["restore", str(tmp_path / "cells.tif"), "-o", str(tmp_path / "out"), "--policy", str(policy_path)])
+        == 0
+    )
+    with tifffile.TiffFile(tmp_path / "out" / "cells_restored.tif") as tif:
+        assert tif.is_imagej and tif.imagej_metadata["spacing"] == 0.5 and tif.imagej_metadata["unit"] == "um"
+        assert tif.series[0].axes == "ZYX"
+        assert tif.pages.first.tags["XResolution"].value == (4, 1)
+        np.testing.assert_array_equal(tif.asarray(), api.restore(stack, make_policy()).image)
+
+
+def test_restore_zarr_writes_a_zarr_result(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    policy_path = save_checkpoint(make_policy(), tmp_path / "p.safetensors")
+    image = np.random.default_rng(2).integers(0, 256, (2, 40, 36)).astype(np.uint8)
+    group = zarr.open_group(str(tmp_path / "plate.zarr"), mode="w")  # OME-Zarr style: level "0"
+    group.create_array("0", shape=image.shape, chunks=(1, 16, 16), dtype="u1")[:] = image
+    code = cli.main(["restore", str(tmp_path / "plate.zarr"), "-o", str(tmp_path / "out"), "--policy",
+                     str(policy_path), "--values", "--tile-size", "16"])  # fmt: skip
+    assert code == 0
+    result = zarr.open_group(str(tmp_path / "out" / "plate_restored.zarr"), mode="r")
+    expected = api.restore(image, make_policy(), return_values=True)
+    np.testing.assert_allclose(result["image"][:], expected.image, rtol=1e-6)
+    np.testing.assert_array_equal(result["actions"][:], expected.actions)
+    np.testing.assert_allclose(result["values"][:], expected.values, atol=1e-5)
+
+
+def _outputs(folder):
+    return {p.name: tifffile.imread(p) for p in sorted(folder.glob("*.tif"))}
+
+
+def _assert_same_outputs(got, expected):
+    assert got.keys() == expected.keys() and len(got) == 6
+    for name, data in expected.items():
+        np.testing.assert_allclose(got[name], data, rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+def test_two_worker_processes_give_the_single_process_result(tmp_path):
+    policy_path = save_checkpoint(make_policy(), tmp_path / "p.safetensors")
+    _write_pngs(tmp_path / "in", count=3)
+    common = ["--policy", str(policy_path), "--device", "cpu"]
+    assert cli.main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "one"), *common]) == 0
+    assert cli.main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "two"), "--workers", "2", *common]) == 0
+    _assert_same_outputs(_outputs(tmp_path / "two"), _outputs(tmp_path / "one"))
+
+
+def test_a_local_dask_cluster_of_two_workers_gives_the_single_process_result(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    policy_path = save_checkpoint(make_policy(), tmp_path / "p.safetensors")
+    _write_pngs(tmp_path / "in", count=3)
+    common = ["--policy", str(policy_path), "--device", "cpu"]
+    assert cli.main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "one"), *common]) == 0
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        code = cli.main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "two"), "--scheduler",
+                         cluster.scheduler_address, *common])  # fmt: skip
+        assert code == 0
+        assert len(cluster.workers) == 2
+    _assert_same_outputs(_outputs(tmp_path / "two"), _outputs(tmp_path / "one"))
 
 
 def test_evaluate_prints_psnr_ssim_and_time(tmp_path, capsys):

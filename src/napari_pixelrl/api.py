@@ -35,7 +35,7 @@ from .core.config import PRECISIONS, InferenceConfig, NoiseModel, TrainConfig
 from .core.data import ImageSet
 from .core.environment import resolve_device
 from .core.inference import Restoration, RestoreProgress, check_image, default_intensity_range
-from .core.io import list_images, read_image
+from .core.io import list_images, read_image, zarr_restoration
 from .core.metrics import psnr, ssim
 from .core.noise import degrade
 from .core.recipe import Recipe
@@ -65,6 +65,7 @@ __all__ = [
     "restore",
     "restore_steps",
     "train",
+    "zarr_restoration",
 ]
 
 WEIGHTS_DIR = Path(__file__).parent / "core" / "weights"

@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,9 +16,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import __version__, api
+from .batch import RestoreJob, expand_inputs, restore_files
 from .core.checkpoint import CheckpointError
 from .core.config import NOISE_KINDS, OBJECTIVES, PRECISIONS, NoiseModel, TrainConfig
-from .core.io import IMAGE_SUFFIXES, list_images, read_image, write_tiff
+from .core.io import IMAGE_SUFFIXES, list_images
 from .core.metrics import psnr, to_uint8
 from .core.noise import degrade
 from .core.recipe import Recipe
@@ -25,23 +27,34 @@ from .core.render import action_montage
 
 
 def _restore(args: argparse.Namespace) -> int:
-    policy = api.load_policy(args.policy)
-    api.resolve_device(args.device)  # a bad --device is one error, not one per image
-    outdir = Path(args.output)
-    failures = 0
-    for path in tqdm([Path(p) for p in args.inputs], desc="restoring", unit="image"):
-        try:
-            result = api.restore(
-                read_image(path), policy, steps=args.steps, device=args.device, precision=args.precision
-            )
-        except (OSError, ValueError, MemoryError) as err:
-            tqdm.write(f"skipped {path}: {err}")
-            failures += 1
-            continue
-        write_tiff(outdir / f"{path.stem}_restored.tif", result.image)
-        write_tiff(outdir / f"{path.stem}_actions.tif", result.actions)
+    job = RestoreJob(
+        policy=args.policy,
+        steps=args.steps,
+        device=args.device,
+        precision=args.precision,
+        values=args.values,
+        tile_size=args.tile_size,
+        channel_axis=args.channel_axis,
+    )
+    policy = api.load_policy(args.policy)  # a bad --policy or --device is one error, not one per file
+    api.resolve_device(args.device)
+    paths = expand_inputs(args.inputs)
+    where = f"on {args.scheduler}" if args.scheduler else f"in {args.workers} process(es)"
+    failures, megapixels, start = 0, 0.0, time.perf_counter()
+    with tqdm(total=len(paths), desc=f"restoring {where}", unit="file") as bar:
+        for result in restore_files(paths, args.output, job, workers=args.workers, scheduler=args.scheduler):
+            bar.update()
+            if result.error is not None:
+                tqdm.write(f"skipped {result.path}: {result.error}")
+                failures += 1
+            megapixels += result.megapixels
+    seconds = time.perf_counter() - start
     names = ", ".join(f"{i}={name}" for i, name in enumerate(policy.action_set.names))
-    print(f"wrote {len(args.inputs) - failures} restored image(s) to {outdir}; action map values: {names}")
+    print(
+        f"wrote {len(paths) - failures} restored file(s) to {args.output} "
+        f"({megapixels:.1f} megapixels in {seconds:.1f} s, {megapixels / max(seconds, 1e-9):.2f} MP/s)"
+    )
+    print(f"action map values: {names}")
     return 1 if failures else 0
 
 
@@ -256,11 +269,36 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     restore = commands.add_parser(
-        "restore", help="restore grayscale images or (N, H, W) stacks and write their action maps"
+        "restore",
+        help="restore images, stacks and zarr arrays (files, folders, globs) and write their action maps",
+        description="Restore every plane of every input and write <name>_restored.tif and <name>_actions.tif "
+        "(a TIFF's resolution and ImageJ metadata kept), or <name>_restored.zarr for zarr inputs, into OUTDIR. "
+        "Large planes are tiled exactly; a file that cannot be restored is reported and skipped.",
     )
-    restore.add_argument("inputs", nargs="+", metavar="IN", help="image files (TIFF, PNG, JPEG, BMP)")
+    restore.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="IN",
+        help="image files (TIFF, PNG, JPEG, BMP), .zarr folders, folders of them, or quoted globs ('data/*.tif')",
+    )
     restore.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the results")
     common(restore)
+    restore.add_argument("--values", action="store_true", help="also write the value maps (<name>_values.tif)")
+    restore.add_argument(
+        "--tile-size", type=int, default=None, metavar="PX", help="core of each tile (default: from free memory)"
+    )
+    restore.add_argument(
+        "--channel-axis", type=int, default=None, metavar="AXIS", help="axis of channels, each restored alone"
+    )
+    restore.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="restore N files at a time in worker processes"
+    )
+    restore.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on a dask.distributed cluster (tcp://host:8786); its workers must see the same paths",
+    )
     restore.set_defaults(run=_restore)
 
     evaluate = commands.add_parser("evaluate", help="add noise to clean images, restore and score them")

@@ -1,4 +1,5 @@
-"""Reading and writing image files for the CLI and benchmarks (TIFF via tifffile, other formats via Pillow)."""
+"""Reading and writing image files for the CLI and benchmarks (TIFF via tifffile, other formats via Pillow), and
+zarr outputs for results larger than memory."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-__all__ = ["IMAGE_SUFFIXES", "list_images", "read_image", "write_tiff"]
+from .inference import Restoration, image_layout
+
+__all__ = ["IMAGE_SUFFIXES", "list_images", "read_image", "write_tiff", "zarr_restoration"]
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
@@ -38,3 +41,34 @@ def write_tiff(path: str | Path, data: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(path, data, photometric="minisblack")
     return path
+
+
+def zarr_restoration(
+    path: str | Path,
+    shape: tuple[int, ...],
+    steps: int,
+    *,
+    values: bool = False,
+    channel_axis: int | None = None,
+    rgb: bool | None = None,
+    chunk: int = 1024,
+) -> Restoration:
+    """Empty zarr arrays on disk for ``restore(..., out=...)``: a group at ``path`` with ``image``, ``actions``
+    and (when ``values``) ``values``, chunked plane by plane in ``chunk x chunk`` pieces.
+
+    ``shape``, ``channel_axis`` and ``rgb`` describe the input as for :func:`napari_pixelrl.api.restore`. An
+    existing group at ``path`` is replaced.
+    """
+    import zarr  # only needed here
+
+    layout = image_layout(shape, channel_axis=channel_axis, rgb=rgb)
+    image_chunks = tuple(min(n, chunk) if axis in layout.plane_axes else 1 for axis, n in enumerate(layout.shape))
+    height, width = layout.plane_shape
+    map_chunks = (*(1 for _ in layout.stack_shape), steps, min(height, chunk), min(width, chunk))
+    group = zarr.open_group(str(path), mode="w")
+    maps = layout.map_shape(steps)
+    return Restoration(
+        image=group.create_array("image", shape=layout.shape, chunks=image_chunks, dtype="float32"),
+        actions=group.create_array("actions", shape=maps, chunks=map_chunks, dtype="uint8"),
+        values=group.create_array("values", shape=maps, chunks=map_chunks, dtype="float32") if values else None,
+    )
