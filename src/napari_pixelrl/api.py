@@ -33,6 +33,7 @@ from .core.checkpoint import (
 )
 from .core.config import PRECISIONS, InferenceConfig, NoiseModel, TrainConfig
 from .core.data import ImageSet
+from .core.distributed import Replicas
 from .core.environment import resolve_device
 from .core.inference import Restoration, RestoreProgress, check_image, default_intensity_range
 from .core.io import list_images, read_image, zarr_restoration
@@ -415,8 +416,9 @@ def train(
             yield replace(update, stage=index, stages=len(recipe.stages))
         if trainer.episode < stage.episodes:
             return  # stopped early; the next call resumes here
+        trainer.replicas.barrier()  # under torchrun: rank 0 has written the stage's policy that the next loads
         previous = folder / POLICY_FILE
-    if previous is not None and previous != run_dir / POLICY_FILE:
+    if previous is not None and previous != run_dir / POLICY_FILE and Replicas.from_env().is_main:
         shutil.copyfile(previous, run_dir / f".{POLICY_FILE}.tmp")
         os.replace(run_dir / f".{POLICY_FILE}.tmp", run_dir / POLICY_FILE)
 

@@ -19,6 +19,7 @@ from . import __version__, api
 from .batch import RestoreJob, expand_inputs, restore_files
 from .core.checkpoint import CheckpointError
 from .core.config import NOISE_KINDS, OBJECTIVES, PRECISIONS, NoiseModel, TrainConfig
+from .core.distributed import Replicas
 from .core.io import IMAGE_SUFFIXES, list_images
 from .core.metrics import psnr, to_uint8
 from .core.noise import degrade
@@ -162,7 +163,11 @@ def _train(args: argparse.Namespace) -> int:
         stop["asked"] = True
         tqdm.write("stopping after this episode (press Ctrl-C again to abort without saving it)")
 
-    previous = signal.signal(signal.SIGINT, ask_to_stop)
+    # Under torchrun every process runs this; rank 0 shows progress. Ctrl-C there stops all processes at once
+    # (torchrun's own handling): rank 0 saves its finished episodes, and the same command resumes.
+    replicas = Replicas.from_env()
+    distributed = replicas.world_size > 1
+    previous = signal.getsignal(signal.SIGINT) if distributed else signal.signal(signal.SIGINT, ask_to_stop)
     bar, stage = None, 0
     try:
         updates = api.train(recipe, run_dir)
@@ -176,6 +181,7 @@ def _train(args: argparse.Namespace) -> int:
                     initial=update.episode - 1,
                     desc=f"stage {update.stage}/{update.stages} {update.objective}",
                     unit="episode",
+                    disable=not replicas.is_main,
                 )
             bar.update()
             shown = {"reward": f"{update.reward:.3f}"}
@@ -190,6 +196,8 @@ def _train(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     final = run_dir / "policy.safetensors"
+    if not replicas.is_main:
+        return 0
     if stop["asked"]:
         print(f"stopped; run the same command to resume from the checkpoint in {run_dir}")
         return 130

@@ -137,6 +137,54 @@ def test_a_stack_is_restored_plane_by_plane_with_a_step_axis_in_the_maps(viewer,
     assert tuple(actions.scale) == (2.0, 1.0, 0.5, 0.5) and tuple(actions.axis_labels) == ("z", "step", "y", "x")
 
 
+def test_an_rgb_layer_is_restored_per_channel_with_channels_first_in_the_maps(viewer, qtbot, noisy):
+    rgb = np.stack([noisy, noisy[::-1], noisy[:, ::-1]], axis=-1)
+    viewer.add_image(rgb, name="photo", rgb=True, scale=(0.5, 0.25))
+    widget = dock(viewer)
+    widget.steps.setValue(1)
+    run_to_end(qtbot, widget)
+    restored = viewer.layers["photo restored (gaussian-25)"]
+    actions = viewer.layers["photo actions (gaussian-25)"]
+    assert restored.rgb and restored.data.shape == rgb.shape
+    expected = api.restore(rgb, api.load_policy("gaussian-25"), steps=1)
+    np.testing.assert_allclose(restored.data, expected.image, atol=1e-4)
+    assert actions.data.shape == (3, 1, *noisy.shape)
+    assert tuple(actions.scale) == (1.0, 1.0, 0.5, 0.25) and tuple(actions.axis_labels)[:2] == ("channel", "step")
+
+
+def test_a_lazy_4d_layer_keeps_its_axes_and_scale_in_the_maps(viewer, qtbot, noisy):
+    import dask.array as da
+
+    data = da.from_array(np.stack([[noisy, noisy[::-1]]] * 2), chunks=(1, 1, *noisy.shape))  # (T, Z, Y, X)
+    viewer.add_image(data, name="movie", scale=(10.0, 2.0, 0.5, 0.5), axis_labels=("t", "z", "y", "x"))
+    widget = dock(viewer)
+    widget.steps.setValue(1)
+    widget.value_map_box.setChecked(True)
+    run_to_end(qtbot, widget)
+    actions = viewer.layers["movie actions (gaussian-25)"]
+    values = viewer.layers["movie values (gaussian-25)"]
+    assert actions.data.shape == values.data.shape == (2, 2, 1, *noisy.shape)
+    assert tuple(actions.scale) == (10.0, 2.0, 1.0, 0.5, 0.5)
+    assert tuple(values.axis_labels) == ("t", "z", "step", "y", "x")
+    expected = api.restore(np.asarray(data), api.load_policy("gaussian-25"), steps=1)
+    np.testing.assert_array_equal(actions.data, expected.actions + 1)
+    assert isinstance(viewer.layers["movie"].data, da.Array)  # the source stays lazy and untouched
+
+
+def test_a_large_plane_is_tiled_and_progress_counts_the_tiles(viewer, qtbot, monkeypatch):
+    from napari_pixelrl.core import inference
+
+    image = np.random.default_rng(1).random((200, 190), dtype=np.float32)
+    viewer.add_image(image, name="large")
+    monkeypatch.setattr(inference, "default_memory_budget", lambda device: 1)  # the smallest tiles: 64 + halo
+    widget = dock(viewer)
+    widget.steps.setValue(1)
+    run_to_end(qtbot, widget)
+    assert widget.progress.maximum() == 12  # 4 x 3 tiles of at most 64 x 64, 1 step
+    expected = api.restore(image, api.load_policy("gaussian-25"), steps=1)
+    np.testing.assert_allclose(viewer.layers["large restored (gaussian-25)"].data, expected.image, atol=1e-5)
+
+
 def test_unticked_maps_are_not_added_and_old_ones_are_removed(viewer, qtbot, noisy):
     viewer.add_image(noisy, name="noisy")
     widget = dock(viewer)
@@ -184,8 +232,7 @@ def test_cancel_stops_a_long_run_and_adds_nothing(viewer, qtbot):
 @pytest.mark.parametrize(
     ("data", "kwargs", "message"),
     [
-        (np.zeros((16, 16, 3), np.uint8), {"rgb": True}, "RGB"),
-        (np.zeros((2, 4, 16, 16), np.float32), {}, "4 dimensions"),
+        (np.zeros((4, 2, 16), np.float32), {}, "too small"),
         (np.full((16, 16), np.nan, np.float32), {"contrast_limits": (0, 1)}, "NaN"),
         (np.zeros((2, 16), np.float32), {}, "too small"),
     ],

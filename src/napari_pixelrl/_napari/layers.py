@@ -7,11 +7,14 @@ layer's id, so that restoring the same layer again updates them (keeping the use
 * the action map, a Labels layer ``(steps, H, W)``: label ``a + 1`` is action ``a`` (napari keeps 0 for
   "no label"), each action in its fixed colour, its name shown under the cursor through the layer's features;
 * the value map, an Image layer ``(steps, H, W)`` with the critic's ``V(s_t)`` per pixel.
+
+A stack keeps its axes, scale and units in the maps, with the step axis just before the image's own two axes
+(``(z, step, y, x)``); an RGB image's colour channels become the maps' first axis (``(channel, step, y, x)``).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -22,10 +25,13 @@ from napari.viewer import Viewer
 from ..api import Restoration, check_image, load_policy, restore
 from ..core.actions import ActionSet
 from ..core.checkpoint import Policy
+from ..core.inference import image_layout
 
 __all__ = [
+    "LayerData",
     "RestoredLayers",
     "action_colormap",
+    "layer_data",
     "layer_image",
     "restore_layer",
     "result_layers",
@@ -46,41 +52,59 @@ class RestoredLayers(NamedTuple):
     values: Image | None
 
 
-def layer_image(layer: Layer) -> np.ndarray:
-    """The array that PixelRL restores from ``layer`` (an image, or a stack of planes), with a clear error for
-    anything it cannot take.
+class LayerData(NamedTuple):
+    """What PixelRL restores from a layer: its (full-resolution) data, NumPy or lazy, and whether it is RGB(A)."""
 
-    Multiscale layers give their full-resolution level. The layer is never modified.
+    data: Any
+    rgb: bool
+
+
+def layer_data(layer: Layer) -> LayerData:
+    """The array that PixelRL restores from ``layer``, with a clear error for anything it cannot take.
+
+    Any number of dimensions (every 2-D plane is restored), RGB(A) channel by channel; multiscale layers give
+    their full-resolution level; dask and zarr data stay lazy. The layer is never modified.
 
     Raises
     ------
     TypeError
         If ``layer`` is not an Image layer.
     ValueError
-        For RGB(A) layers, more than 3 dimensions, and data that :func:`napari_pixelrl.api.check_image` rejects.
+        For data that :func:`napari_pixelrl.api.check_image` rejects.
     """
     if not isinstance(layer, Image):
         raise TypeError(
             f"layer {layer.name!r} is a {type(layer).__name__} layer; PixelRL restores Image layers. "
             "Pick an image layer."
         )
-    if layer.rgb:
-        raise ValueError(
-            f"layer {layer.name!r} is an RGB(A) image; the denoising policies work on grayscale. "
-            "Split it into channels (right-click the layer > Split RGB) and restore one channel."
-        )
     data = layer.data[0] if layer.multiscale else layer.data
-    if data.ndim > 3:
-        raise ValueError(
-            f"layer {layer.name!r} has {data.ndim} dimensions {tuple(data.shape)}; this version restores 2-D "
-            "images and 3-D stacks. Add a 3-D part as its own layer first, e.g. viewer.add_image(layer.data[t])."
-        )
-    image = np.asarray(data)
     try:
-        check_image(image)
+        check_image(data, rgb=layer.rgb)
     except ValueError as err:
         raise ValueError(f"layer {layer.name!r}: {err}") from None
-    return image
+    return LayerData(data, bool(layer.rgb))
+
+
+def layer_image(layer: Layer) -> np.ndarray:
+    """The grayscale image or ``(N, H, W)`` stack that the Train panel learns from, in memory.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`layer_data`, and for RGB(A) or more than three dimensions, naming the fix.
+    """
+    data, rgb = layer_data(layer)
+    if rgb:
+        raise ValueError(
+            f"layer {layer.name!r} is an RGB(A) image; training works on grayscale. "
+            "Split it into channels (right-click the layer > Split RGB) and train on one channel."
+        )
+    if data.ndim > 3:
+        raise ValueError(
+            f"layer {layer.name!r} has {data.ndim} dimensions {tuple(data.shape)}; training takes 2-D images and "
+            "3-D stacks. Add a 3-D part as its own layer first, e.g. viewer.add_image(layer.data[t])."
+        )
+    return np.asarray(data)
 
 
 def action_colormap(action_set: ActionSet) -> DirectLabelColormap:
@@ -105,6 +129,7 @@ def result_layers(source: Image, result: Restoration, policy: Policy, *, action_
     scale, translate, units = tuple(source.scale), tuple(source.translate), tuple(source.units)
     image = Image(
         result.image,
+        rgb=source.rgb,
         name=f"{source.name} restored ({policy.name})",
         scale=scale,
         translate=translate,
@@ -115,15 +140,20 @@ def result_layers(source: Image, result: Restoration, policy: Policy, *, action_
         metadata=_tag("restored", source, policy),
     )
 
-    def with_steps(values: tuple, step: object) -> tuple:
-        """A step axis just before the image's own two axes: (step, y, x), or (z, step, y, x) for a stack."""
-        return (*values[:-2], step, *values[-2:])
+    layout = image_layout(result.image.shape, rgb=source.rgb)
+
+    def with_steps(values: tuple, step: object, channel: object) -> tuple:
+        """The maps' axes, ``(*stack, step, y, x)``, from the layer's (an RGB layer's colour axis is no layer
+        axis: it gets ``channel``)."""
+        per_axis = (*values, channel) if source.rgb else values
+        y, x = layout.plane_axes
+        return (*(per_axis[axis] for axis in layout.stack_axes), step, per_axis[y], per_axis[x])
 
     stack_axes = {
-        "scale": with_steps(scale, 1.0),
-        "translate": with_steps(translate, 0.0),
-        "units": with_steps(units, "pixel"),
-        "axis_labels": with_steps(tuple(source.axis_labels), "step"),
+        "scale": with_steps(scale, 1.0, 1.0),
+        "translate": with_steps(translate, 0.0, 0.0),
+        "units": with_steps(units, "pixel", "pixel"),
+        "axis_labels": with_steps(tuple(source.axis_labels), "step", "channel"),
     }
     actions = None
     if action_map:
@@ -211,7 +241,7 @@ def restore_layer(
     viewer : napari.Viewer
         Where the layers go.
     layer : napari.layers.Image or str
-        The 2-D grayscale image layer, or its name.
+        The image layer (2-D, a stack, n-D or RGB), or its name.
     policy : Policy or str
         A policy from :func:`napari_pixelrl.api.load_policy`, or a shipped name or checkpoint path.
     steps : int, optional
@@ -219,7 +249,7 @@ def restore_layer(
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     action_map, value_map : bool
-        Also add the action map (Labels) and value map (Image) layers, ``(steps, H, W)``.
+        Also add the action map (Labels) and value map (Image) layers, ``(*stack, steps, H, W)``.
 
     Returns
     -------
@@ -235,7 +265,7 @@ def restore_layer(
     >>> restored, actions, values = restore_layer(viewer, noisy, "gaussian-25")  # doctest: +SKIP
     """
     source = viewer.layers[layer] if isinstance(layer, str) else layer
-    image = layer_image(source)
+    image = layer_data(source)
     policy = policy if isinstance(policy, Policy) else load_policy(policy)
-    result = restore(image, policy, steps=steps, device=device, return_values=value_map)
+    result = restore(image.data, policy, steps=steps, device=device, return_values=value_map, rgb=image.rgb)
     return show_restoration(viewer, source, result, policy, action_map=action_map)

@@ -39,7 +39,7 @@ from ..api import Restoration, RestoreProgress, restore_steps
 from ..core.actions import ActionSet
 from ..core.checkpoint import Policy
 from ..core.render import action_shares
-from .layers import layer_image, show_restoration
+from .layers import LayerData, layer_data, show_restoration
 from .pickers import LayerPicker, PolicyPicker, available_devices, is_image
 from .workers import USER_ERRORS, Failed
 
@@ -50,11 +50,15 @@ MAX_STEPS = 50
 
 @thread_worker
 def _restore_in_background(
-    image: np.ndarray, policy: Policy, steps: int, device: str, values: bool
+    image: LayerData, policy: Policy, steps: int, device: str, values: bool
 ) -> Generator[RestoreProgress, None, Restoration | Failed]:
     """Restore in the worker thread; user errors come back as :class:`~.workers.Failed` (see there for why)."""
     try:
-        return (yield from restore_steps(image, policy, steps=steps, device=device, return_values=values))
+        return (
+            yield from restore_steps(
+                image.data, policy, steps=steps, device=device, return_values=values, rgb=image.rgb
+            )
+        )
     except USER_ERRORS as err:
         return Failed(str(err))
 
@@ -173,7 +177,7 @@ class RestoreWidget(QWidget):
             show_warning("PixelRL: there is no image layer to restore; open an image or a sample first")
             return None
         try:
-            image = layer_image(source)
+            image = layer_data(source)
         except (TypeError, ValueError) as err:
             show_error(f"PixelRL: {err}")
             return None
@@ -209,7 +213,7 @@ class RestoreWidget(QWidget):
             control.setEnabled(not running)
 
     def _on_progress(self, progress: RestoreProgress) -> None:
-        self.progress.setRange(0, progress.total)  # steps x planes for a stack
+        self.progress.setRange(0, progress.total)  # steps x planes (x tiles) of the image
         self.progress.setValue(progress.done)
 
     def _on_restored(self, source: Image, policy: Policy, action_map: bool, result: Restoration | Failed) -> None:

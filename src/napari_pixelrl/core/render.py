@@ -30,10 +30,10 @@ def color_actions(actions: np.ndarray, action_set: ActionSet) -> np.ndarray:
 
 def action_shares(actions: np.ndarray, n_actions: int) -> np.ndarray:
     """Fraction of pixels that took each action at each step: ``(T, n_actions)`` from an action map ``(T, H, W)``,
-    or from a stack's ``(N, T, H, W)`` (all planes counted together); each row sums to 1."""
+    or from an n-D array's ``(*stack, T, H, W)`` (all planes counted together); each row sums to 1."""
     actions = np.asarray(actions)
-    if actions.ndim not in (3, 4):
-        raise ValueError(f"expected an action map (steps, H, W) or (N, steps, H, W), got shape {actions.shape}")
+    if actions.ndim < 3:
+        raise ValueError(f"expected an action map (steps, H, W) or (*stack, steps, H, W), got shape {actions.shape}")
     flat = np.moveaxis(actions, -3, 0).reshape(actions.shape[-3], -1).astype(np.intp)
     counts = np.stack([np.bincount(row, minlength=n_actions)[:n_actions] for row in flat])
     return counts / max(1, flat.shape[1])

@@ -46,15 +46,25 @@ def network_autocast(device: torch.device, dtype: torch.dtype | None) -> Abstrac
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
-def choose_actions(logits: torch.Tensor, greedy: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+def choose_actions(
+    logits: torch.Tensor,
+    greedy: bool,
+    generator: torch.Generator | None = None,
+    rows: tuple[slice, int] | None = None,
+) -> torch.Tensor:
     """Per-pixel action from policy logits ``(B, A, H, W)``: argmax, or a sample from softmax(logits).
 
     Sampling uses the Gumbel-max trick, ``argmax(logits + Gumbel noise)``, which draws exactly from the softmax
-    distribution and stays on the logits' device.
+    distribution and stays on the logits' device. ``rows = (part, global_batch)`` says that these logits are
+    rows ``part`` of a batch of ``global_batch`` (data-parallel training): the noise is drawn for the whole batch
+    and sliced, so each row gets the sample that one process training the whole batch would give it.
     """
     if greedy:
         return logits.argmax(dim=1)
-    uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+    part, shape = slice(None), logits.shape
+    if rows is not None:
+        part, shape = rows[0], (rows[1], *logits.shape[1:])
+    uniform = torch.rand(shape, generator=generator, device=logits.device, dtype=logits.dtype)[part]
     gumbel = -torch.log(-torch.log(uniform.clamp_min(torch.finfo(logits.dtype).tiny)))
     return (logits + gumbel).argmax(dim=1)
 

@@ -37,6 +37,7 @@ from .actions import ActionSet, apply_actions, get_action_set
 from .checkpoint import CheckpointError, Policy, save_checkpoint, write_safetensors
 from .config import PRECISIONS, ModelConfig, TrainConfig
 from .data import ImageSet
+from .distributed import Replicas, average_gradients, mean_over_replicas
 from .environment import describe_machine, resolve_device, source_commit
 from .metrics import psnr
 from .model import PixelRLNet
@@ -122,6 +123,7 @@ def episode_loss(
     action_set: ActionSet,
     generator: torch.Generator | None = None,
     network_dtype: torch.dtype | None = None,
+    rows: tuple[slice, int] | None = None,
 ) -> EpisodeLoss:
     """Run one sampled episode from ``noisy`` and return the actor-critic loss (see the module docstring).
 
@@ -129,6 +131,8 @@ def episode_loss(
     one-step reward, instead of the sampled ``-log π(a_t|s_t) · advantage``; with ``"imitation"`` it is the
     cross-entropy with the greedy oracle's action ``argmax_a r_t(a)``, weighted per pixel by the spread of the
     rewards there. Everything else (sampled rollout, value loss with RMC returns, entropy bonus) is the same.
+    ``rows`` is passed to :func:`~napari_pixelrl.core.rollout.choose_actions` when ``clean`` and ``noisy`` are one
+    replica's share of a global batch.
     """
     state, hidden = noisy, None
     policy_terms, entropies, values, rewards = [], [], [], []
@@ -138,7 +142,7 @@ def episode_loss(
             out = model(state, hidden)
         log_probs = out.logits.float().log_softmax(dim=1)
         probs = log_probs.exp()
-        actions = choose_actions(log_probs.detach(), greedy=config.rollout == "greedy", generator=generator)
+        actions = choose_actions(log_probs.detach(), config.rollout == "greedy", generator, rows)
         if config.objective in ("expected-reward", "imitation"):
             candidates = torch.cat([action.apply(state) for action in action_set.actions], dim=1)  # (B, A, H, W)
             all_rewards = step_reward(clean, state, candidates)
@@ -291,7 +295,10 @@ class Trainer:
         self.config = config
         self.name, self.description = name or Path(run_dir).name, description
         self.run_dir = Path(run_dir)
-        self.device = resolve_device(config.device)
+        # Under torchrun: one replica of a data-parallel run (core/distributed.py); otherwise rank 0 of 1.
+        self.replicas = Replicas.from_env()
+        self.device = self.replicas.join(resolve_device(config.device))
+        self.rows = self.replicas.rows(config.batch_size)
         self.network_dtype = PRECISIONS[config.precision]
         if data is None:
             images = images if images is not None else ImageSet.from_folder(config.data, config.validation_images)
@@ -344,10 +351,11 @@ class Trainer:
                 update = self._train_one_episode()
                 if update.checkpoint:
                     saved = self.episode
-                self._log(update)
+                if self.replicas.is_main:
+                    self._log(update)
                 yield update
         finally:  # a finished run, a stop, a closed generator, Ctrl-C or an error: keep every finished episode
-            if self.episode > saved:
+            if self.episode > saved and self.replicas.is_main:
                 self.save()
 
     def _train_one_episode(self) -> TrainUpdate:
@@ -356,8 +364,9 @@ class Trainer:
         lr = cfg.lr * (1.0 - self.episode / cfg.episodes) ** cfg.lr_power
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        noisy_np, target_np = self.data.batch(cfg.batch_size, cfg.crop_size, self.rng)
-        clean, noisy = self._tensor(target_np), self._tensor(noisy_np)  # the reward's target: clean, or noisy
+        noisy_np, target_np = self.data.batch(cfg.batch_size, cfg.crop_size, self.rng)  # every replica draws all
+        # the reward's target: clean, or noisy; this replica's rows of the global batch
+        clean, noisy = self._tensor(target_np[self.rows]), self._tensor(noisy_np[self.rows])
         self.optimizer.zero_grad(set_to_none=True)
         if cfg.objective == "denoiser":
             with network_autocast(self.device, self.network_dtype):
@@ -365,28 +374,39 @@ class Trainer:
             mse, initial = float(loss.detach()), float(((noisy - clean) ** 2).mean())
             result = EpisodeLoss(loss, 0.0, mse, 0.0, 255.0 * (initial - mse), torch.zeros(len(self.action_set)))
         else:
-            result = episode_loss(self.model, clean, noisy, cfg, self.action_set, self.generator, self.network_dtype)
+            rows = (self.rows, cfg.batch_size) if self.replicas.world_size > 1 else None
+            result = episode_loss(
+                self.model, clean, noisy, cfg, self.action_set, self.generator, self.network_dtype, rows
+            )
         result.loss.backward()
+        average_gradients(self.model, self.replicas)
         self.optimizer.step()
         self.episode += 1
+        main = self.replicas.is_main
         validation = None
-        if cfg.validate_every and (self.episode % cfg.validate_every == 0 or self.episode == cfg.episodes):
+        if main and cfg.validate_every and (self.episode % cfg.validate_every == 0 or self.episode == cfg.episodes):
             validation = self.last_validation = self.validate()
         self.seconds += time.perf_counter() - start
         checkpoint = None
-        if self.episode % cfg.checkpoint_every == 0 or self.episode == cfg.episodes:
+        if main and (self.episode % cfg.checkpoint_every == 0 or self.episode == cfg.episodes):
             checkpoint = str(self.save())
-        counts = result.action_counts.double()
+        reported = torch.tensor(
+            [float(result.loss.detach()), result.policy_loss, result.value_loss, result.entropy, result.reward],
+            dtype=torch.float64,
+            device=self.device,
+        )
+        loss, policy_loss, value_loss, entropy, reward = mean_over_replicas(reported, self.replicas).tolist()
+        counts = mean_over_replicas(result.action_counts.double().to(self.device), self.replicas)
         shares = (counts / counts.sum()).tolist() if counts.sum() > 0 else [0.0] * len(counts)
         return TrainUpdate(
             episode=self.episode,
             episodes=cfg.episodes,
             objective=cfg.objective,
-            loss=float(result.loss.detach()),
-            policy_loss=result.policy_loss,
-            value_loss=result.value_loss,
-            entropy=result.entropy,
-            reward=result.reward,
+            loss=loss,
+            policy_loss=policy_loss,
+            value_loss=value_loss,
+            entropy=entropy,
+            reward=reward,
             lr=lr,
             action_shares=tuple(round(s, 5) for s in shares),
             validation_psnr=validation,
