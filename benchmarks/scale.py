@@ -75,7 +75,7 @@ def one_size(size: int, policy_name: str, precision: str) -> dict:
 
 
 def memory(sizes: list[int], policy: str, precision: str) -> None:
-    print(f"| size | tiles (core + 2 x halo) | time | s / MP tiled | s / MP untiled 1024² | ratio | peak RSS |")
+    print("| size | tiles (core + 2 x halo) | time | s / MP tiled | s / MP untiled 1024² | ratio | peak RSS |")
     print("|---|---|---|---|---|---|---|")
     for size in sizes:
         out = subprocess.run(
@@ -119,7 +119,7 @@ def gpu(policy_name: str) -> None:
         print("no CUDA device: skipped")
         return
     policy = api.load_policy(policy_name)
-    print(f"| device | size | precision | s / MP | MP/s |")
+    print("| device | size | precision | s / MP | MP/s |")
     print("|---|---|---|---|---|")
     for size in (2048, 8192):
         image = noisy_photo(size)
