@@ -232,22 +232,12 @@ def restore_steps(
         device=str(device),
         return_values=return_values,
         precision=precision,
+        tile_size=tile_size,
+        memory_budget=memory_budget,
     )
-    if tile_size is not None and (not isinstance(tile_size, int) or tile_size < 1):
-        raise ValueError(f"tile_size must be a positive number of pixels, got {tile_size!r}")
-    return (
-        yield from inference.restore_steps(
-            image if hasattr(image, "shape") and hasattr(image, "dtype") else np.asarray(image),
-            policy,
-            config,
-            intensity_range=intensity_range,
-            channel_axis=channel_axis,
-            rgb=rgb,
-            tile_size=tile_size,
-            memory_budget=memory_budget,
-            out=out,
-        )
-    )
+    array = image if hasattr(image, "shape") and hasattr(image, "dtype") else np.asarray(image)
+    data = {"intensity_range": intensity_range, "channel_axis": channel_axis, "rgb": rgb}  # how to read the array
+    return (yield from inference.restore_steps(array, policy, config, out=out, **data))
 
 
 @dataclass(frozen=True)

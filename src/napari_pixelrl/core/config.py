@@ -63,10 +63,19 @@ class InferenceConfig:
     precision: str = "float32"
     """Arithmetic of the network: ``"float32"`` (exact, the default) or ``"bfloat16"`` (autocast; about 1.7x
     faster on CPUs with native bfloat16 such as recent AMD EPYC / Intel Xeon, not bit-exact)."""
+    tile_size: int | None = None
+    """Side of each tile's core in pixels (a halo comes on top); ``None``: from ``memory_budget``."""
+    memory_budget: int | None = None
+    """Bytes one batch of tiles may use; ``None``: a quarter of the free memory, at most 1.5 GiB, on a CPU and
+    half the free memory on a GPU."""
 
     def __post_init__(self) -> None:
         if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
             raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+        for name in ("tile_size", "memory_budget"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
 

@@ -317,8 +317,6 @@ def restore_steps(
     intensity_range: tuple[float, float] | None = None,
     channel_axis: int | None = None,
     rgb: bool | None = None,
-    tile_size: int | None = None,
-    memory_budget: int | None = None,
     out: Restoration | None = None,
 ) -> Generator[RestoreProgress, None, Restoration]:
     """Restore ``image``, yielding a :class:`RestoreProgress` after every step of every batch of tiles.
@@ -332,8 +330,8 @@ def restore_steps(
     ranges = _intensity_ranges(image, layout, intensity_range)
     channels = policy.model.config.width
     halo = halo_width(policy.model.config, steps, policy.action_set.radius)
-    budget = default_memory_budget(target) if memory_budget is None else int(memory_budget)
-    core = tile_size or tile_side_for_budget(budget, channels, halo)
+    budget = default_memory_budget(target) if config.memory_budget is None else config.memory_budget
+    core = config.tile_size or tile_side_for_budget(budget, channels, halo)
     height, width = layout.plane_shape
     tiles = plan_tiles(height, width, core, halo)
     largest = max(tiles, key=lambda tile: tile.read_shape[0] * tile.read_shape[1]).read_shape
