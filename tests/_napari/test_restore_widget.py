@@ -171,6 +171,16 @@ def test_a_lazy_4d_layer_keeps_its_axes_and_scale_in_the_maps(viewer, qtbot, noi
     assert isinstance(viewer.layers["movie"].data, da.Array)  # the source stays lazy and untouched
 
 
+def test_a_multiscale_layer_is_restored_at_full_resolution(viewer, qtbot, noisy):
+    viewer.add_image([noisy, noisy[::2, ::2]], name="pyramid", multiscale=True)
+    widget = dock(viewer)
+    widget.steps.setValue(1)
+    run_to_end(qtbot, widget)
+    expected = api.restore(noisy, api.load_policy("gaussian-25"), steps=1)
+    np.testing.assert_allclose(viewer.layers["pyramid restored (gaussian-25)"].data, expected.image, atol=1e-4)
+    assert viewer.layers["pyramid actions (gaussian-25)"].data.shape == (1, *noisy.shape)
+
+
 def test_a_large_plane_is_tiled_and_progress_counts_the_tiles(viewer, qtbot, monkeypatch):
     from napari_pixelrl.core import inference
 

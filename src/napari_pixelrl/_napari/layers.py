@@ -158,7 +158,7 @@ def result_layers(source: Image, result: Restoration, policy: Policy, *, action_
     actions = None
     if action_map:
         actions = Labels(
-            result.actions.astype(np.uint8) + 1,
+            np.add(result.actions, 1, dtype=np.uint8),  # one new array, even for 8k x 8k x steps
             name=f"{source.name} actions ({policy.name})",
             colormap=action_colormap(policy.action_set),
             features=_action_features(policy.action_set),
