@@ -273,8 +273,8 @@ def _check_output_memory(layout: Layout, steps: int, with_values: bool, device: 
                 f"an image of shape {layout.shape}",
                 device,
                 f"the results need about {_gib(needed)} but only {_gib(free)} of memory is free",
-                "Write them to disk instead: pass out=napari_pixelrl.api.zarr_restoration(path, ...), "
-                "or the CLI's --output with a .zarr path.",
+                "Write them to disk instead: pass out=napari_pixelrl.api.zarr_restoration(path, ...) (the "
+                "command line does so for zarr inputs), or restore a part of the array at a time.",
             )
         )
 
