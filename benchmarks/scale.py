@@ -3,12 +3,14 @@
 
     python benchmarks/scale.py --part memory --sizes 4096 8192   # each size in a fresh process: peak RSS
     python benchmarks/scale.py --part workers --files 4 --size 1024
+    python benchmarks/scale.py --part training --episodes 6       # 1 process against torchrun with 2
     python benchmarks/scale.py --part gpu                         # only where torch sees a CUDA device
 
 Memory: every size runs in its own process (so the peak is that restore's alone), on a noisy 8-bit photo made
 by repeating scikit-image's camera; the reference in the same run is the untiled restore of a 1024x1024 crop,
 whose time per megapixel shows what the halo costs. Workers: the same files through ``restore_files`` with one
-process (torch on all cores) and with two (one core each).
+process (torch on all cores) and with two (one core each). Training: the same A2C episodes on BSD432 crops with
+one process and with two data-parallel processes under torchrun (one core each), same global batch.
 """
 
 from __future__ import annotations
@@ -114,6 +116,35 @@ def workers(files: int, size: int, policy: str) -> None:
             print(f"| {count} | {cores // count} | {files} | {seconds:.1f} s | {rate:.3f} | {rate / base:.2f} |")
 
 
+BSD432 = Path(__file__).resolve().parents[2] / "shared" / "data" / "BSD432"
+
+
+def training(episodes: int, batch_size: int, data: Path) -> None:
+    cores = os.cpu_count() or 1
+    stage = {"objective": "a2c", "data": str(data), "noise": {"kind": "gaussian", "sigma": 25}, "episodes": episodes,
+             "batch_size": batch_size, "crop_size": 48, "validate_every": 0, "device": "cpu"}  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.json"
+        config.write_text(json.dumps(stage))
+        print("| processes | torch threads each | global batch | s / episode | speed-up | weights equal to 1 process |")
+        print("|---|---|---|---|---|---|")
+        base, first = None, None
+        for count in (1, 2):
+            run = Path(tmp) / f"run{count}"
+            launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={count}"] if count > 1 else []
+            command = [sys.executable, *launcher, "-m", "napari_pixelrl", "train", str(run), "--config", str(config)]
+            env = {**os.environ, "OMP_NUM_THREADS": str(cores // count)}
+            subprocess.run(command, check=True, env=env, capture_output=True)
+            log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+            per_episode = (log[-1]["seconds"] - log[0]["seconds"]) / (len(log) - 1)  # the first one warms up
+            base = base or per_episode
+            weights = api.load_policy(run / "policy.safetensors").model.state_dict()
+            first = first or weights
+            close = all(torch.allclose(weights[k], first[k], rtol=1e-3, atol=1e-5) for k in first)
+            speed = base / per_episode
+            print(f"| {count} | {cores // count} | {batch_size} | {per_episode:.2f} | {speed:.2f} | {close} |")
+
+
 def gpu(policy_name: str) -> None:
     if not torch.cuda.is_available():
         print("no CUDA device: skipped")
@@ -137,7 +168,10 @@ def gpu(policy_name: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("memory", "workers", "gpu", "one"), default="memory")
+    parser.add_argument("--part", choices=("memory", "workers", "training", "gpu", "one"), default="memory")
+    parser.add_argument("--episodes", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--data", type=Path, default=BSD432)
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192])
     parser.add_argument("--files", type=int, default=4)
     parser.add_argument("--size", type=int, default=1024)
@@ -150,6 +184,7 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
     {"memory": lambda: memory(args.sizes, args.policy, args.precision),
      "workers": lambda: workers(args.files, args.size, args.policy),
+     "training": lambda: training(args.episodes, args.batch_size, args.data),
      "gpu": lambda: gpu(args.policy)}[args.part]()  # fmt: skip
 
 
