@@ -68,11 +68,11 @@ def test_restore_takes_folders_and_globs(tmp_path, capsys):
     _write_pngs(tmp_path / "b", count=3)
     (tmp_path / "b" / "notes.txt").write_text("not an image")
     code = cli.main(
-        ["restore", str(tmp_path / "a"), str(tmp_path / "b" / "img[12].png"), "-o", str(tmp_path / "out"),
+        ["restore", str(tmp_path / "a"), str(tmp_path / "b" / "img[2-9].png"), "-o", str(tmp_path / "out"),
          "--policy", str(policy_path)]
     )  # fmt: skip
     assert code == 0
-    assert "wrote 4 restored file(s)" in capsys.readouterr().out
+    assert "wrote 3 restored file(s)" in capsys.readouterr().out
     assert cli.main(["restore", str(tmp_path / "c*.tif"), "-o", str(tmp_path), "--policy", str(policy_path)]) == 2
 
 
@@ -94,16 +94,47 @@ def test_restore_keeps_tiff_resolution_and_imagej_metadata(tmp_path):
         np.testing.assert_array_equal(tif.asarray(), api.restore(stack, make_policy()).image)
 
 
+def test_inputs_that_would_overwrite_each_others_results_are_refused(tmp_path, capsys):
+    policy_path = save_checkpoint(make_policy(), tmp_path / "p.safetensors")
+    _write_pngs(tmp_path / "a", count=1)
+    _write_pngs(tmp_path / "b", count=1)
+    code = cli.main(
+        ["restore", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path), "--policy", str(policy_path)]
+    )
+    assert code == 2 and "would both write img0_restored" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["restore", str(tmp_path / "empty"), "-o", str(tmp_path), "--policy", str(policy_path)]) == 2
+
+
+def test_an_imagej_channel_axis_is_restored_channel_by_channel(tmp_path):
+    policy_path = save_checkpoint(make_policy(), tmp_path / "p.safetensors")
+    rng = np.random.default_rng(3)
+    image = np.stack([rng.integers(0, 50, (3, 18, 20)), rng.integers(2000, 60000, (3, 18, 20))], axis=1)
+    image = image.astype(np.uint16)  # (Z, C, Y, X): a dim and a bright channel
+    tifffile.imwrite(tmp_path / "zc.tif", image, imagej=True, metadata={"axes": "ZCYX"})
+    assert (
+        cli.main(["restore", str(tmp_path / "zc.tif"), "-o", str(tmp_path / "out"), "--policy", str(policy_path)]) == 0
+    )
+    expected = api.restore(image, make_policy(), channel_axis=1)
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "out" / "zc_restored.tif"), expected.image, rtol=1e-6)
+    assert tifffile.imread(tmp_path / "out" / "zc_actions.tif").shape == (3, 2, 3, 18, 20)
+
+
 def test_restore_zarr_writes_a_zarr_result(tmp_path):
     zarr = pytest.importorskip("zarr")
     policy_path = save_checkpoint(make_policy(), tmp_path / "p.safetensors")
     image = np.random.default_rng(2).integers(0, 256, (2, 40, 36)).astype(np.uint8)
-    group = zarr.open_group(str(tmp_path / "plate.zarr"), mode="w")  # OME-Zarr style: level "0"
+    group = zarr.open_group(str(tmp_path / "plate.ome.zarr"), mode="w")  # OME-Zarr style: level "0"
     group.create_array("0", shape=image.shape, chunks=(1, 16, 16), dtype="u1")[:] = image
-    code = cli.main(["restore", str(tmp_path / "plate.zarr"), "-o", str(tmp_path / "out"), "--policy",
+    code = cli.main(["restore", str(tmp_path / "plate.ome.zarr"), "-o", str(tmp_path / "out"), "--policy",
                      str(policy_path), "--values", "--tile-size", "16"])  # fmt: skip
     assert code == 0
     result = zarr.open_group(str(tmp_path / "out" / "plate_restored.zarr"), mode="r")
+    # A group's array named by its own path (no .zarr suffix) is found as a zarr array too.
+    assert cli.main(["restore", str(tmp_path / "plate.ome.zarr" / "0"), "-o", str(tmp_path / "out2"), "--policy",
+                     str(policy_path), "--tile-size", "16"]) == 0  # fmt: skip
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "out2" / "0_restored.zarr"))["actions"][:],
+                                  result["actions"][:])  # fmt: skip
     expected = api.restore(image, make_policy(), return_values=True)
     np.testing.assert_allclose(result["image"][:], expected.image, rtol=1e-6)
     np.testing.assert_array_equal(result["actions"][:], expected.actions)

@@ -8,6 +8,9 @@ Each file is one task, :func:`restore_file`, which reads the file, restores it w
 * zarr (an array, or a group whose array ``"0"`` is the full resolution, as in OME-Zarr): ``<stem>_restored.zarr``,
   a group with arrays ``image``, ``actions`` (and ``values``), written tile by tile without loading the input.
 
+Channels: a TIFF's ``C`` axis (ImageJ hyperstacks, OME-TIFF) and an OME-Zarr's ``channel`` axis are restored
+channel by channel (each with its own intensity range) unless ``channel_axis`` is given.
+
 A task never raises for a bad file: its :class:`FileResult` carries the error, and the others go on.
 """
 
@@ -18,8 +21,8 @@ import multiprocessing
 import os
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -29,8 +32,8 @@ import tifffile
 import torch
 
 from . import api
-from .core.checkpoint import CheckpointError, Policy
-from .core.inference import image_layout
+from .core.checkpoint import Policy
+from .core.inference import default_memory_budget, image_layout, looks_rgb
 from .core.io import IMAGE_SUFFIXES, read_image, zarr_restoration
 
 __all__ = ["FileResult", "RestoreJob", "expand_inputs", "restore_file", "restore_files"]
@@ -53,6 +56,8 @@ class RestoreJob:
     channel_axis: int | None = None
     threads: int | None = None
     """torch CPU threads in the process that runs the task; ``None`` leaves torch's default."""
+    sharing: int = 1
+    """Tasks running at once on one device: each sizes its tiles to this share of the default memory budget."""
 
 
 @dataclass(frozen=True)
@@ -68,35 +73,64 @@ class FileResult:
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """Files to restore from command-line inputs: image files and ``.zarr`` folders as given, folders as the
-    images and ``.zarr`` folders directly in them, and glob patterns (``"data/*.tif"``, ``"**"`` too) as what
-    they match. Order kept, duplicates dropped.
+    """Files to restore from command-line inputs: image files and zarr arrays or groups as given, folders as the
+    images and zarr folders directly in them, and glob patterns (``"data/*.tif"``, ``"**"`` too) as what they
+    match. Order kept, duplicates dropped.
 
     Raises
     ------
     FileNotFoundError
-        For an input that is neither an existing path nor a pattern that matches something.
+        For an input that is neither an existing path nor a pattern that matches something, and a folder with
+        nothing to restore.
+    ValueError
+        When two inputs would write results of the same name (``a/x.tif`` and ``b/x.tif``).
     """
     found: list[Path] = []
     for item in map(str, inputs):
         path = Path(item)
-        if path.is_dir() and path.suffix.lower() != ZARR_SUFFIX:
-            found += sorted(p for p in path.iterdir() if _restorable(p))
+        if path.is_dir() and not is_zarr(path):
+            inside = sorted(p for p in path.iterdir() if _restorable(p))
+            if not inside:
+                raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) or zarr arrays in the folder {path}")
+            found += inside
         elif path.exists():
             found.append(path)
-        elif glob.has_magic(item):
+        elif any(magic in item for magic in "*?["):
             matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if _restorable(Path(p)))
             if not matches:
                 raise FileNotFoundError(f"no images match {item!r}")
             found += matches
         else:
             raise FileNotFoundError(f"no such file or folder: {item}")
-    return list(dict.fromkeys(found))
+    found = list(dict.fromkeys(found))
+    by_name: dict[str, Path] = {}
+    for path in found:
+        other = by_name.setdefault(output_stem(path), path)
+        if other != path:
+            raise ValueError(
+                f"{other} and {path} would both write {output_stem(path)}_restored...; restore them into different "
+                "output folders (one command each)"
+            )
+    return found
+
+
+def is_zarr(path: Path) -> bool:
+    """A zarr array or group: a folder named ``*.zarr`` or holding zarr's metadata (v3 or v2)."""
+    markers = ("zarr.json", ".zarray", ".zgroup")
+    return path.is_dir() and (path.suffix.lower() == ZARR_SUFFIX or any((path / m).is_file() for m in markers))
+
+
+def output_stem(path: Path) -> str:
+    """Name the results of ``path`` start with: the file name without ``.tif``, ``.ome.tif``, ``.zarr``, ..."""
+    name = path.name
+    for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr", path.suffix):
+        if suffix and name.lower().endswith(suffix.lower()):
+            return name[: -len(suffix)]
+    return name
 
 
 def _restorable(path: Path) -> bool:
-    suffix = path.suffix.lower()
-    return (path.is_file() and suffix in IMAGE_SUFFIXES) or (path.is_dir() and suffix == ZARR_SUFFIX)
+    return (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES) or is_zarr(path)
 
 
 @lru_cache(maxsize=4)
@@ -116,6 +150,23 @@ def _open_zarr(path: Path) -> Any:
     if len(arrays) == 1:
         return next(iter(arrays.values()))
     raise ValueError(f"{path} is a zarr group with arrays {sorted(arrays)}; point at one of them ({path}/<name>)")
+
+
+def _ome_channel_axis(path: Path) -> int | None:
+    """The channel axis that an OME-Zarr group's ``multiscales`` metadata names, if any."""
+    import zarr
+
+    attrs = dict(zarr.open(str(path), mode="r").attrs)
+    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales") or [{}]
+    kinds = [axis.get("type") if isinstance(axis, dict) else None for axis in multiscales[0].get("axes", [])]
+    return kinds.index("channel") if "channel" in kinds else None
+
+
+def _tiff_channel_axis(path: Path) -> int | None:
+    """The ``C`` axis of a TIFF's first series (ImageJ hyperstacks, OME-TIFF), if any."""
+    with tifffile.TiffFile(path) as tif:
+        axes = tif.series[0].axes
+    return axes.index("C") if "C" in axes else None
 
 
 def _tiff_metadata(path: Path) -> dict[str, Any]:
@@ -144,44 +195,54 @@ def _write(path: Path, data: np.ndarray, kept: dict[str, Any], *, rgb: bool = Fa
 
 
 def restore_file(path: str | os.PathLike[str], outdir: str | os.PathLike[str], job: RestoreJob) -> FileResult:
-    """Restore one file into ``outdir`` (module docstring); errors come back in the result, never raised."""
+    """Restore one file into ``outdir`` (module docstring).
+
+    Any error (an unreadable file, a bad policy, a full disk, ...) comes back in the result instead of being
+    raised, so that one bad file does not stop a batch.
+    """
     path, outdir = Path(path), Path(outdir)
     start = time.perf_counter()
     if job.threads is not None:
         torch.set_num_threads(job.threads)
     try:
         policy = _policy(job.policy)
-        options = {
+        options: dict[str, Any] = {
             "steps": job.steps,
             "device": job.device,
             "precision": job.precision,
             "return_values": job.values,
             "tile_size": job.tile_size,
-            "channel_axis": job.channel_axis,
         }
+        if job.sharing > 1 and job.tile_size is None:
+            options["memory_budget"] = default_memory_budget(api.resolve_device(job.device)) // job.sharing
+        stem = output_stem(path)
         outdir.mkdir(parents=True, exist_ok=True)
-        if path.suffix.lower() == ZARR_SUFFIX:
+        if is_zarr(path):
             source = _open_zarr(path)
+            channel_axis = job.channel_axis if job.channel_axis is not None else _ome_channel_axis(path)
             steps = policy.steps if job.steps is None else job.steps
-            target = outdir / f"{path.stem}_restored.zarr"
-            out = zarr_restoration(target, source.shape, steps, values=job.values, channel_axis=job.channel_axis)
-            api.restore(source, policy, out=out, **options)
+            target = outdir / f"{stem}_restored.zarr"
+            out = zarr_restoration(target, source.shape, steps, values=job.values, channel_axis=channel_axis)
+            api.restore(source, policy, out=out, channel_axis=channel_axis, **options)
             outputs: tuple[Path, ...] = (target,)
             pixels = int(np.prod(source.shape))
         else:
             image = read_image(path)
-            kept = _tiff_metadata(path) if path.suffix.lower() in (".tif", ".tiff") else {}
-            result = api.restore(image, policy, **options)
-            rgb = job.channel_axis is None and image_layout(image.shape).channel_axis is not None
+            tiff = path.suffix.lower() in (".tif", ".tiff")
+            kept = _tiff_metadata(path) if tiff else {}
+            channel_axis = job.channel_axis if job.channel_axis is not None or not tiff else _tiff_channel_axis(path)
+            result = api.restore(image, policy, channel_axis=channel_axis, **options)
+            layout = image_layout(image.shape, channel_axis=channel_axis)
+            rgb = looks_rgb(image.shape) and layout.channel_axis == image.ndim - 1
             outputs = (
-                _write(outdir / f"{path.stem}_restored.tif", result.image, kept, rgb=rgb),
-                _write(outdir / f"{path.stem}_actions.tif", result.actions, _resolution_only(kept)),
+                _write(outdir / f"{stem}_restored.tif", result.image, kept, rgb=rgb),
+                _write(outdir / f"{stem}_actions.tif", result.actions, _resolution_only(kept)),
             )
             if result.values is not None:
-                outputs += (_write(outdir / f"{path.stem}_values.tif", result.values, _resolution_only(kept)),)
+                outputs += (_write(outdir / f"{stem}_values.tif", result.values, _resolution_only(kept)),)
             pixels = image.size
-    except (OSError, ValueError, MemoryError, CheckpointError, RuntimeError) as err:
-        return FileResult(path, error=str(err) or type(err).__name__, seconds=time.perf_counter() - start)
+    except Exception as err:
+        return FileResult(path, error=f"{type(err).__name__}: {err}", seconds=time.perf_counter() - start)
     return FileResult(path, outputs, pixels / 1e6, time.perf_counter() - start)
 
 
@@ -217,10 +278,14 @@ def restore_files(
         unless ``job.threads`` says otherwise.
     scheduler : str, optional
         Address of a ``dask.distributed`` scheduler (``tcp://host:8786``) to run the files on instead; its
-        workers need napari-pixelrl installed and must see ``paths`` and ``outdir`` at the same paths.
+        workers need napari-pixelrl installed and must see ``paths`` and ``outdir`` at the same paths. Each task
+        uses ``job.threads`` torch threads (default 1: start one single-threaded worker per core, or one per GPU).
+
+    A worker process that dies (e.g. killed for memory) fails its file, not the batch. Stopping the iteration
+    early cancels the files not yet started.
     """
     if scheduler is not None:
-        yield from _on_cluster(paths, outdir, job, scheduler)
+        yield from _on_cluster(paths, outdir, replace(job, threads=job.threads or 1), scheduler)
         return
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -229,12 +294,24 @@ def restore_files(
             yield restore_file(path, outdir, job)
         return
     threads = job.threads or max(1, (os.cpu_count() or 1) // workers)
+    job = replace(job, threads=threads, sharing=workers)
     # "spawn": a forked child would inherit torch's OpenMP thread pool in a broken state.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_set_threads, initargs=(threads,)) as pool:
-        futures = [pool.submit(restore_file, path, outdir, job) for path in paths]
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_set_threads, initargs=(threads,))
+    try:
+        futures = {pool.submit(restore_file, path, outdir, job): path for path in paths}
         for future in as_completed(futures):
-            yield future.result()
+            yield _result(future, futures[future])
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _result(future: Future | Any, path: Path) -> FileResult:
+    """The task's result, or a failed result when its worker died."""
+    try:
+        return future.result()
+    except Exception as err:
+        return FileResult(Path(path), error=f"the worker restoring it failed: {type(err).__name__}: {err}")
 
 
 def _on_cluster(paths: Sequence[Path], outdir: str | os.PathLike[str], job: RestoreJob, address: str) -> Iterator:
@@ -245,5 +322,9 @@ def _on_cluster(paths: Sequence[Path], outdir: str | os.PathLike[str], job: Rest
         raise ValueError("--scheduler needs dask.distributed: pip install 'napari-pixelrl[distributed]'") from err
     with Client(address) as client:
         futures = client.map(restore_file, list(paths), outdir=str(outdir), job=job, pure=False)
-        for future in completed(futures):
-            yield future.result()
+        where = dict(zip(futures, paths, strict=True))
+        try:
+            for future in completed(futures):
+                yield _result(future, where[future])
+        finally:
+            client.cancel([future for future in futures if not future.done()])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +38,7 @@ def _restore(args: argparse.Namespace) -> int:
         values=args.values,
         tile_size=args.tile_size,
         channel_axis=args.channel_axis,
+        threads=args.threads,
     )
     policy = api.load_policy(args.policy)  # a bad --policy or --device is one error, not one per file
     api.resolve_device(args.device)
@@ -152,8 +155,15 @@ def _train(args: argparse.Namespace) -> int:
     described = json.dumps(recipe.with_changes(device="auto").to_dict(), indent=1)
     if saved.is_file() and Recipe.load(saved).with_changes(device="auto") != recipe.with_changes(device="auto"):
         raise ValueError(f"{run_dir} holds a run of another recipe ({saved}); train into a new folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    saved.write_text(described + "\n")
+    # Under torchrun every process runs this; rank 0 writes the files and shows progress. Ctrl-C there stops all
+    # processes at once (torchrun's own handling): rank 0 saves its finished episodes, and the same command resumes.
+    replicas = Replicas.from_env()
+    if replicas.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".recipe.", dir=run_dir)  # atomic: other processes may be reading it
+        with os.fdopen(fd, "w") as file:
+            file.write(described + "\n")
+        os.replace(tmp, saved)
 
     stop = {"asked": False}
 
@@ -163,9 +173,6 @@ def _train(args: argparse.Namespace) -> int:
         stop["asked"] = True
         tqdm.write("stopping after this episode (press Ctrl-C again to abort without saving it)")
 
-    # Under torchrun every process runs this; rank 0 shows progress. Ctrl-C there stops all processes at once
-    # (torchrun's own handling): rank 0 saves its finished episodes, and the same command resumes.
-    replicas = Replicas.from_env()
     distributed = replicas.world_size > 1
     previous = signal.getsignal(signal.SIGINT) if distributed else signal.signal(signal.SIGINT, ask_to_stop)
     bar, stage = None, 0
@@ -300,6 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     restore.add_argument(
         "--workers", type=int, default=1, metavar="N", help="restore N files at a time in worker processes"
+    )
+    restore.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch threads per file (default: all cores / workers; 1 per task on a cluster)",
     )
     restore.add_argument(
         "--scheduler",

@@ -54,8 +54,8 @@ def _recipe(tmp_path):
         "validate_every": 2,
         "device": "cpu",
     }
-    recipe = {"name": "ddp", "defaults": stage, "stages": [{"objective": "denoiser", "episodes": 2},
-                                                            {"objective": "a2c", "episodes": 3}]}  # fmt: skip
+    stages = [{"objective": o, "episodes": n} for o, n in (("denoiser", 2), ("imitation", 2), ("a2c", 3))]
+    recipe = {"name": "ddp", "defaults": stage, "stages": stages}
     path = tmp_path / "recipe.json"
     path.write_text(json.dumps(recipe))
     return path
@@ -76,7 +76,7 @@ def test_two_processes_under_torchrun_train_what_one_process_trains(tmp_path):
     for (name, a), b in zip(one.model.state_dict().items(), two.model.state_dict().values(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
     # The logs (rank 0 only) report the global batch's numbers.
-    logs = [read_log(tmp_path / run / "stage2-a2c") for run in ("one", "two")]
+    logs = [read_log(tmp_path / run / "stage3-a2c") for run in ("one", "two")]
     assert [u.episode for u in logs[1]] == [1, 2, 3]
     np.testing.assert_allclose([u.reward for u in logs[1]], [u.reward for u in logs[0]], rtol=1e-4, atol=1e-6)
     assert two.training["stages"][-1]["episodes_done"] == 3

@@ -196,29 +196,32 @@ def _window(source: Any, index: tuple) -> np.ndarray:
     return np.asarray(source[index])
 
 
-def _bands(height: int, width: int, source: Any) -> list[slice]:
+def _bands(layout: Layout, source: Any) -> list[slice]:
     """Row bands to read a plane in: the array's own chunk rows when it has chunks, else about 16 M pixels."""
+    height, width = layout.plane_shape
     chunks = getattr(source, "chunks", None)
-    rows = chunks[-2] if isinstance(chunks, tuple) and chunks and isinstance(chunks[-2], int) else 0
-    rows = rows or max(1, 2**24 // width)
+    rows = 0
+    if isinstance(chunks, tuple) and len(chunks) == len(layout.shape):
+        rows = chunks[layout.plane_axes[0]]  # zarr: ints; dask: a tuple per axis (not used)
+    rows = rows if isinstance(rows, int) and rows > 0 else max(1, 2**24 // width)
     return [slice(y, min(height, y + rows)) for y in range(0, height, rows)]
 
 
-def _lazy_range(source: Any, layout: Layout, channel: int | None) -> tuple[float, float]:
-    """Default intensity range of a lazy array (or of one channel of it), read band by band."""
+def _lazy_ranges(source: Any, layout: Layout) -> dict[int | None, tuple[float, float]]:
+    """Default intensity range of a lazy array, per channel, in one pass over it, band by band."""
     dtype = np.dtype(source.dtype)
+    channels = [None] if layout.channel_axis is None else list(range(layout.shape[layout.channel_axis]))
     if dtype == np.uint8:
-        return 0.0, 255.0
-    low, high = np.inf, -np.inf
-    height, width = layout.plane_shape
+        return dict.fromkeys(channels, (0.0, 255.0))
+    low, high = dict.fromkeys(channels, np.inf), dict.fromkeys(channels, -np.inf)
+    width = layout.plane_shape[1]
     for plane in layout.planes():
-        if layout.channel(plane) != channel:
-            continue
-        for rows in _bands(height, width, source):
+        channel = layout.channel(plane)
+        for rows in _bands(layout, source):
             band = _window(source, layout.index(plane, rows, slice(0, width)))
             _check_finite(band, plane, rows)
-            low, high = min(low, float(band.min())), max(high, float(band.max()))
-    return _unit_range(low, high, dtype)
+            low[channel], high[channel] = min(low[channel], float(band.min())), max(high[channel], float(band.max()))
+    return {c: _unit_range(low[c], high[c], dtype) for c in channels}
 
 
 def _intensity_ranges(
@@ -232,7 +235,7 @@ def _intensity_ranges(
             raise ValueError(f"intensity_range must have high > low, got ({low}, {high})")
         return dict.fromkeys(channels, (low, high))
     if not isinstance(source, np.ndarray):
-        return {c: _lazy_range(source, layout, c) for c in channels}
+        return _lazy_ranges(source, layout)
     if layout.channel_axis is None:
         return {None: default_intensity_range(source)}
     return {c: default_intensity_range(np.take(source, c, axis=layout.channel_axis)) for c in channels}

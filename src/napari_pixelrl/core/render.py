@@ -34,9 +34,10 @@ def action_shares(actions: np.ndarray, n_actions: int) -> np.ndarray:
     actions = np.asarray(actions)
     if actions.ndim < 3:
         raise ValueError(f"expected an action map (steps, H, W) or (*stack, steps, H, W), got shape {actions.shape}")
-    flat = np.moveaxis(actions, -3, 0).reshape(actions.shape[-3], -1).astype(np.intp)
-    counts = np.stack([np.bincount(row, minlength=n_actions)[:n_actions] for row in flat])
-    return counts / max(1, flat.shape[1])
+    # One step and one action at a time, on the uint8 data: no wide copy of an 8k x 8k x steps map.
+    steps = actions.shape[-3]
+    counts = np.array([[np.count_nonzero(actions[..., t, :, :] == a) for a in range(n_actions)] for t in range(steps)])
+    return counts / max(1, actions[..., 0, :, :].size)
 
 
 def action_montage(actions: np.ndarray, action_set: ActionSet) -> Image.Image:

@@ -123,7 +123,7 @@ def episode_loss(
     action_set: ActionSet,
     generator: torch.Generator | None = None,
     network_dtype: torch.dtype | None = None,
-    rows: tuple[slice, int] | None = None,
+    replicas: Replicas | None = None,
 ) -> EpisodeLoss:
     """Run one sampled episode from ``noisy`` and return the actor-critic loss (see the module docstring).
 
@@ -131,9 +131,12 @@ def episode_loss(
     one-step reward, instead of the sampled ``-log π(a_t|s_t) · advantage``; with ``"imitation"`` it is the
     cross-entropy with the greedy oracle's action ``argmax_a r_t(a)``, weighted per pixel by the spread of the
     rewards there. Everything else (sampled rollout, value loss with RMC returns, entropy bonus) is the same.
-    ``rows`` is passed to :func:`~napari_pixelrl.core.rollout.choose_actions` when ``clean`` and ``noisy`` are one
-    replica's share of a global batch.
+    With ``replicas`` of a data-parallel run, ``clean`` and ``noisy`` are this replica's rows of a global batch of
+    ``config.batch_size``: actions are sampled as one process would sample them for those rows, and batch-wide
+    statistics (the imitation weights' mean) are taken over the whole batch.
     """
+    replicas = replicas or Replicas()
+    rows = (replicas.rows(config.batch_size), config.batch_size) if replicas.world_size > 1 else None
     state, hidden = noisy, None
     policy_terms, entropies, values, rewards = [], [], [], []
     counts = torch.zeros(len(action_set), dtype=torch.long, device=clean.device)
@@ -149,7 +152,7 @@ def episode_loss(
             if config.objective == "expected-reward":
                 policy_terms.append(-(probs * all_rewards).sum(dim=1, keepdim=True))
             else:
-                policy_terms.append(_imitation_term(log_probs, all_rewards))
+                policy_terms.append(_imitation_term(log_probs, all_rewards, replicas))
             next_state = candidates.gather(1, actions.unsqueeze(1))
         else:
             policy_terms.append(log_probs.gather(1, actions.unsqueeze(1)))
@@ -180,12 +183,13 @@ def episode_loss(
     )
 
 
-def _imitation_term(log_probs: torch.Tensor, all_rewards: torch.Tensor) -> torch.Tensor:
+def _imitation_term(log_probs: torch.Tensor, all_rewards: torch.Tensor, replicas: Replicas) -> torch.Tensor:
     """Cross-entropy with the greedy oracle's action (the one whose reward is highest), per pixel, weighted by what
-    is at stake there (best minus worst reward, normalised to mean 1 over the batch)."""
+    is at stake there (best minus worst reward, normalised to mean 1 over the (global) batch)."""
     best = all_rewards.argmax(dim=1, keepdim=True)
     stakes = all_rewards.amax(dim=1, keepdim=True) - all_rewards.amin(dim=1, keepdim=True)
-    return -log_probs.gather(1, best) * (stakes / stakes.mean().clamp_min(1e-12))
+    mean = mean_over_replicas(stakes.mean(), replicas)
+    return -log_probs.gather(1, best) * (stakes / mean.clamp_min(1e-12))
 
 
 def denoiser_loss(model: PixelRLNet, clean: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
@@ -374,9 +378,8 @@ class Trainer:
             mse, initial = float(loss.detach()), float(((noisy - clean) ** 2).mean())
             result = EpisodeLoss(loss, 0.0, mse, 0.0, 255.0 * (initial - mse), torch.zeros(len(self.action_set)))
         else:
-            rows = (self.rows, cfg.batch_size) if self.replicas.world_size > 1 else None
             result = episode_loss(
-                self.model, clean, noisy, cfg, self.action_set, self.generator, self.network_dtype, rows
+                self.model, clean, noisy, cfg, self.action_set, self.generator, self.network_dtype, self.replicas
             )
         result.loss.backward()
         average_gradients(self.model, self.replicas)
@@ -514,7 +517,8 @@ class Trainer:
         self.generator.set_state(tensors["torch_generator"])
         self.rng.bit_generator.state = meta["numpy_rng"]
         self.episode, self.seconds, self.last_validation = meta["episode"], meta["seconds"], meta["last_validation"]
-        self._truncate_log()
+        if self.replicas.is_main:
+            self._truncate_log()
 
     def _log(self, update: TrainUpdate) -> None:
         with open(self.run_dir / LOG_FILE, "a") as log:
