@@ -56,7 +56,7 @@ def _restore(args: argparse.Namespace) -> int:
     names = ", ".join(f"{i}={name}" for i, name in enumerate(policy.action_set.names))
     print(
         f"wrote {len(paths) - failures} restored file(s) to {args.output} "
-        f"({megapixels:.1f} megapixels in {seconds:.1f} s, {megapixels / max(seconds, 1e-9):.2f} MP/s)"
+        f"({megapixels:.2f} megapixels in {seconds:.1f} s, {megapixels / max(seconds, 1e-9):.3f} MP/s)"
     )
     print(f"action map values: {names}")
     return 1 if failures else 0
