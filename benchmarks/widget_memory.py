@@ -40,8 +40,9 @@ def main() -> None:
     layers = [layer.name for layer in viewer.layers]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB -> GiB
     megapixels = args.size**2 / 1e6
-    print(f"| napari Restore panel | {args.size}x{args.size} | value map {'on' if args.values else 'off'} | "
-          f"{seconds:.0f} s | {seconds / megapixels:.1f} s/MP | {peak:.2f} GiB | layers: {', '.join(layers)} |")  # fmt: skip
+    values = "on" if args.values else "off"
+    print(f"| napari Restore panel | {args.size}x{args.size} | value map {values} | {seconds:.0f} s "
+          f"| {seconds / megapixels:.1f} s/MP | {peak:.2f} GiB | layers: {', '.join(layers)} |")  # fmt: skip
     viewer.close()
 
 
