@@ -29,6 +29,19 @@ def make_policy(seed: int = 0, width: int = 8, fixed_action: int | None = None) 
     return Policy(model=model, action_set=DENOISE, steps=3, noise_model=NoiseModel(sigma=25.0), name="test")
 
 
+TINY_STAGE = {
+    "model": {"width": 4, "reward_filter_size": 5},
+    "batch_size": 2,
+    "crop_size": 16,
+    "steps": 2,
+    "validation_images": 1,
+    "validation_crop": 16,
+    "validate_every": 2,
+    "device": "cpu",
+}
+"""Training settings small enough for a few episodes in a test (a recipe's ``defaults``)."""
+
+
 @pytest.fixture
 def policy() -> Policy:
     return make_policy()

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import tifffile
-from conftest import make_policy
+from conftest import TINY_STAGE, make_policy
 from PIL import Image
 
 from napari_pixelrl import api, cli
@@ -207,16 +207,7 @@ def test_bad_device_is_reported_once(tmp_path, capsys):
 
 
 def _tiny_recipe(tmp_path, data):
-    stage = {
-        "model": {"width": 4, "reward_filter_size": 5},
-        "batch_size": 2,
-        "crop_size": 16,
-        "steps": 2,
-        "validation_images": 1,
-        "validation_crop": 16,
-        "validate_every": 2,
-        "device": "cpu",
-    }
+    stage = TINY_STAGE
     recipe = {
         "name": "tiny",
         "description": "a two-stage test recipe",

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_STAGE
 from PIL import Image
 
 from napari_pixelrl import api, cli
@@ -42,18 +43,7 @@ def _recipe(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(3):
         Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(data / f"img{i}.png")
-    stage = {
-        "data": str(data),
-        "noise": {"kind": "gaussian", "sigma": 25},
-        "model": {"width": 4, "reward_filter_size": 5},
-        "batch_size": 4,
-        "crop_size": 16,
-        "steps": 2,
-        "validation_images": 1,
-        "validation_crop": 16,
-        "validate_every": 2,
-        "device": "cpu",
-    }
+    stage = {**TINY_STAGE, "data": str(data), "noise": {"kind": "gaussian", "sigma": 25}, "batch_size": 4}
     stages = [{"objective": o, "episodes": n} for o, n in (("denoiser", 2), ("imitation", 2), ("a2c", 3))]
     recipe = {"name": "ddp", "defaults": stage, "stages": stages}
     path = tmp_path / "recipe.json"
