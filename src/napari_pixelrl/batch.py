@@ -162,16 +162,11 @@ def _ome_channel_axis(path: Path) -> int | None:
     return kinds.index("channel") if "channel" in kinds else None
 
 
-def _tiff_channel_axis(path: Path) -> int | None:
-    """The ``C`` axis of a TIFF's first series (ImageJ hyperstacks, OME-TIFF), if any."""
+def _tiff_metadata(path: Path) -> tuple[dict[str, Any], int | None]:
+    """What to keep of a TIFF (resolution, its unit and ImageJ's axes, spacing and units), and the ``C`` axis of
+    its first series (ImageJ hyperstacks, OME-TIFF), if any."""
     with tifffile.TiffFile(path) as tif:
         axes = tif.series[0].axes
-    return axes.index("C") if "C" in axes else None
-
-
-def _tiff_metadata(path: Path) -> dict[str, Any]:
-    """What to keep of a TIFF: resolution, its unit and ImageJ's axes, spacing and units."""
-    with tifffile.TiffFile(path) as tif:
         page = tif.pages.first
         kept: dict[str, Any] = {}
         tags = page.tags
@@ -181,13 +176,13 @@ def _tiff_metadata(path: Path) -> dict[str, Any]:
                 kept["resolutionunit"] = tags["ResolutionUnit"].value
         if tif.is_imagej and tif.imagej_metadata:
             meta = {k: v for k, v in tif.imagej_metadata.items() if k in ("spacing", "unit", "finterval")}
-            meta["axes"] = tif.series[0].axes
+            meta["axes"] = axes
             kept["imagej"], kept["metadata"] = True, meta
-    return kept
+    return kept, axes.index("C") if "C" in axes else None
 
 
 def _write(path: Path, data: np.ndarray, kept: dict[str, Any], *, rgb: bool = False) -> Path:
-    options = dict(kept) if not rgb else {k: v for k, v in kept.items() if k.startswith("resolution")}
+    options = _resolution_only(kept) if rgb else dict(kept)
     if not options.get("imagej"):
         options["photometric"] = "rgb" if rgb else "minisblack"
     tifffile.imwrite(path, data, **options)
@@ -229,8 +224,8 @@ def restore_file(path: str | os.PathLike[str], outdir: str | os.PathLike[str], j
         else:
             image = read_image(path)
             tiff = path.suffix.lower() in (".tif", ".tiff")
-            kept = _tiff_metadata(path) if tiff else {}
-            channel_axis = job.channel_axis if job.channel_axis is not None or not tiff else _tiff_channel_axis(path)
+            kept, channels = _tiff_metadata(path) if tiff else ({}, None)
+            channel_axis = job.channel_axis if job.channel_axis is not None else channels
             result = api.restore(image, policy, channel_axis=channel_axis, **options)
             layout = image_layout(image.shape, channel_axis=channel_axis)
             rgb = looks_rgb(image.shape) and layout.channel_axis == image.ndim - 1
@@ -249,10 +244,6 @@ def restore_file(path: str | os.PathLike[str], outdir: str | os.PathLike[str], j
 def _resolution_only(kept: dict[str, Any]) -> dict[str, Any]:
     """Maps have a step axis that the image's ImageJ axes do not describe: keep the pixel size only."""
     return {k: v for k, v in kept.items() if k.startswith("resolution")}
-
-
-def _set_threads(threads: int) -> None:
-    torch.set_num_threads(threads)
 
 
 def restore_files(
@@ -297,7 +288,7 @@ def restore_files(
     job = replace(job, threads=threads, sharing=workers)
     # "spawn": a forked child would inherit torch's OpenMP thread pool in a broken state.
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_set_threads, initargs=(threads,))
+    pool = ProcessPoolExecutor(workers, mp_context=context)  # each task sets its torch threads (job.threads)
     try:
         futures = {pool.submit(restore_file, path, outdir, job): path for path in paths}
         for future in as_completed(futures):
