@@ -330,7 +330,7 @@ def evaluate(
     if not files:
         raise ValueError(f"no images found in {data}")
     noise = NoiseModel(sigma=sigma) if sigma is not None else noise or policy.noise_model
-    if noise.is_blind or (noise.kind != "salt-and-pepper" and noise.sigma is None):
+    if noise.is_blind or (noise.uses_sigma and noise.sigma is None):
         raise ValueError(
             f"policy {policy.name!r} was trained for {noise.describe()}; give the noise level to evaluate at "
             "(sigma=..., or a NoiseModel with single values)"
@@ -599,7 +599,7 @@ def fine_tune(
     config = TrainConfig(
         objective=objective,
         data=str(record.get("source", "")),
-        noise=noise if noise.sigma is not None or noise.kind == "salt-and-pepper" else NoiseModel(sigma=0.0),
+        noise=noise if noise.sigma is not None or not noise.uses_sigma else NoiseModel(sigma=0.0),
         init=start.source or start.name,
         episodes=episodes,
         batch_size=batch_size,

@@ -105,13 +105,16 @@ def _level(values: list[float] | None) -> float | tuple[float, float] | None:
 
 def _noise_from_flags(args: argparse.Namespace) -> NoiseModel | None:
     """The noise model the flags describe, or ``None`` when no noise flag was given."""
-    if args.noise is None and args.sigma is None and args.gain is None and args.density is None:
+    flags = (args.noise, args.sigma, args.gain, args.density, args.font_size)
+    if all(flag is None for flag in flags):
         return None
     kind = args.noise or "gaussian"
     sigma = _level(args.sigma)
     if sigma is None and kind == "gaussian":
         raise ValueError("Gaussian noise needs --sigma")
-    return NoiseModel(kind=kind, sigma=sigma, gain=_level(args.gain), density=_level(args.density))
+    return NoiseModel(
+        kind=kind, sigma=sigma, gain=_level(args.gain), density=_level(args.density), font_size=_level(args.font_size)
+    )
 
 
 _TRAIN_FLAGS = {  # flag -> TrainConfig field, for the plain-valued settings
@@ -259,7 +262,16 @@ def _noise_flags(sub: argparse.ArgumentParser, what: str) -> None:
         metavar="G",
         help="poisson-gaussian: intensity of one photon on the [0, 1] scale (1/photons at full scale); value or range",
     )
-    sub.add_argument("--density", type=float, nargs="+", metavar="D", help="salt-and-pepper: fraction of pixels")
+    sub.add_argument(
+        "--density",
+        type=float,
+        nargs="+",
+        metavar="D",
+        help="salt-and-pepper, text: fraction of pixels; value or range",
+    )
+    sub.add_argument(
+        "--font-size", type=float, nargs="+", metavar="PX", help="text: font height in pixels (default 10 20)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -157,3 +157,65 @@ def test_median_network_is_a_median_for_every_position_of_the_middle_value():
         order = torch.from_numpy(rng.permutation(25))
         windows = values[order].view(1, 1, 5, 5)
         assert median_blur(windows)[0, 0, 2, 2].item() == 12.0
+
+
+def _brighten(image):
+    return image + 0.1
+
+
+def test_custom_action_set_from_functions_registers_and_runs():
+    from napari_pixelrl.core.actions import register_action_set, registered_action_sets
+
+    custom = ActionSet.from_functions(
+        "test-brightness", {"keep": lambda x: x, "brighten": _brighten, "blur": box_filter}, radius=2
+    )
+    assert custom.names == ["keep", "brighten", "blur"] and len(set(custom.colors)) == 3
+    register_action_set(custom)
+    register_action_set(custom)  # the same object again is harmless
+    assert get_action_set("test-brightness") is custom
+    assert custom in registered_action_sets() and DENOISE in registered_action_sets()
+    image = _torch(_image((9, 11)))
+    action_map = torch.tensor([[0, 1, 2] * 33]).reshape(1, 9, 11)
+    out = apply_actions(image, action_map, custom)
+    expected = torch.where(
+        action_map == 1, image[:, 0] + 0.1, torch.where(action_map == 2, box_filter(image)[:, 0], image[:, 0])
+    )
+    torch.testing.assert_close(out[:, 0], expected)
+    other = ActionSet.from_functions("test-brightness", {"a": lambda x: x, "b": _brighten}, radius=0)
+    with pytest.raises(ValueError, match="already registered"):
+        register_action_set(other)
+    newer = ActionSet.from_functions("test-brightness", {"a": lambda x: x, "b": _brighten}, radius=0, version=2)
+    register_action_set(newer)
+    assert get_action_set("test-brightness") is newer and get_action_set("test-brightness", 1) is custom
+
+
+@pytest.mark.parametrize(
+    ("functions", "kwargs", "message"),
+    [
+        ({"only": lambda x: x}, {"radius": 0}, "at least two"),
+        ({"a": lambda x: x, "b": lambda x: x[..., :-1]}, {"radius": 0}, "same shape"),
+        ({"a": lambda x: x, "b": lambda x: x.double()}, {"radius": 0}, "dtype"),
+        ({"a": lambda x: x, "b": lambda x: x.numpy()}, {"radius": 0}, "returned ndarray"),
+        ({"a": lambda x: x, "b": lambda x: x}, {"radius": -1}, "radius"),
+        ({"a": lambda x: x, "b": lambda x: x}, {"radius": 0, "colors": [(1, 2, 3)]}, "colours"),
+    ],
+)
+def test_bad_custom_action_sets_are_refused_with_the_reason(functions, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ActionSet.from_functions("test-bad", functions, **kwargs)
+
+
+def test_action_sets_from_entry_points_are_found_on_first_miss(monkeypatch):
+    from napari_pixelrl.core import actions
+
+    provided = ActionSet.from_functions("test-plugin", {"a": lambda x: x, "b": _brighten}, radius=0)
+
+    class Entry:
+        name, value = "test-plugin", "somepkg:SET"
+
+        def load(self):
+            return provided
+
+    monkeypatch.setattr(actions, "_entry_points_loaded", False)
+    monkeypatch.setattr(actions.importlib.metadata, "entry_points", lambda group: [Entry()])
+    assert get_action_set("test-plugin") is provided

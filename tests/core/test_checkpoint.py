@@ -99,6 +99,33 @@ def test_unknown_action_set_is_rejected(tmp_path, monkeypatch):
         load_checkpoint(path)
 
 
+def test_checkpoint_of_a_changed_action_set_is_rejected(tmp_path, monkeypatch):
+    header = checkpoint._header(make_policy())
+    header["action_set"]["actions"] = ["renamed", *header["action_set"]["actions"][1:]]
+    monkeypatch.setattr(checkpoint, "_header", lambda policy: header)
+    path = save_checkpoint(make_policy(), tmp_path / "p.safetensors")
+    with pytest.raises(CheckpointError, match="was trained with action set 'denoise' v1"):
+        load_checkpoint(path)
+
+
+def test_policy_with_a_custom_action_set_round_trips(tmp_path):
+    from napari_pixelrl.core.actions import ActionSet, box_filter, register_action_set
+    from napari_pixelrl.core.config import ModelConfig
+    from napari_pixelrl.core.model import PixelRLNet
+
+    custom = register_action_set(
+        ActionSet.from_functions("test-roundtrip", {"keep": lambda x: x, "blur": box_filter}, radius=2)
+    )
+    torch.manual_seed(0)
+    model = PixelRLNet(ModelConfig(width=4, n_actions=2)).eval()
+    policy = make_policy()
+    policy.model, policy.action_set = model, custom
+    loaded = load_checkpoint(save_checkpoint(policy, tmp_path / "custom.safetensors"))
+    assert loaded.action_set is custom
+    image = torch.rand(1, 1, 12, 12)
+    torch.testing.assert_close(loaded.model(image).logits, model(image).logits)
+
+
 def _as_chainer_npz(policy, path):
     state = policy.model.state_dict()
     np.savez(path, **{theirs: state[ours].numpy() for theirs, ours in checkpoint._CHAINER_KEYS.items()})

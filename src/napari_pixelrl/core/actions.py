@@ -12,7 +12,9 @@ on float32 input everywhere, borders included, up to float rounding. Images must
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib.metadata
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "DENOISE",
+    "ENTRY_POINT_GROUP",
     "Action",
     "ActionSet",
     "apply_actions",
@@ -30,6 +33,8 @@ __all__ = [
     "gaussian_blur",
     "get_action_set",
     "median_blur",
+    "register_action_set",
+    "registered_action_sets",
     "shift_intensity",
 ]
 
@@ -194,13 +199,19 @@ class Action:
 
 @dataclass(frozen=True)
 class ActionSet:
-    """An ordered set of actions; the index of an action is the policy's output channel."""
+    """An ordered set of actions; the index of an action is the policy's output channel.
+
+    A policy's checkpoint records the set's name, version and action names (functions cannot be stored); loading it
+    looks the set up in the registry (:func:`register_action_set`, :func:`get_action_set`).
+    """
 
     name: str
     version: int
     actions: tuple[Action, ...]
     radius: int = _RADIUS
     """How far (pixels) any action looks from the pixel it changes; decides, with the network, a tile's halo."""
+    description: str = ""
+    """One line for users: what the actions are for."""
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -214,6 +225,74 @@ class ActionSet:
     def colors(self) -> list[tuple[int, int, int]]:
         """Action colours (RGB, 0-255) in channel order."""
         return [action.color for action in self.actions]
+
+    @classmethod
+    def from_functions(
+        cls,
+        name: str,
+        functions: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
+        *,
+        radius: int,
+        version: int = 1,
+        colors: Sequence[tuple[int, int, int]] | None = None,
+        description: str = "",
+    ) -> ActionSet:
+        """Build an action set from named tensor functions (channel order = the mapping's order).
+
+        Parameters
+        ----------
+        name : str
+            Name recorded in checkpoints.
+        functions : Mapping[str, Callable]
+            Action name -> function of the whole current image ``(B, 1, H, W)`` float to a candidate image of the
+            same shape and dtype. Functions must be pure (no state between calls) and work on any device.
+        radius : int
+            How far (pixels) the widest action looks from the pixel it changes (2 for a 5x5 filter, 0 for a
+            pointwise one); tiled restores add this to their halo, so a value too small makes tiles differ.
+        version : int
+            Bump it whenever an action's behaviour changes: checkpoints name the version they were trained with.
+        colors : sequence of RGB triples, optional
+            Colours in action maps; by default from a fixed palette.
+        description : str
+            One line for users.
+
+        Raises
+        ------
+        ValueError
+            If a name is empty or repeated, there are fewer than two actions, or a function does not map a small
+            test image to an image of the same shape and dtype.
+        """
+        if not name:
+            raise ValueError("an action set needs a name")
+        if len(functions) < 2:
+            raise ValueError(f"action set {name!r} needs at least two actions, got {len(functions)}")
+        if not isinstance(radius, int) or radius < 0:
+            raise ValueError(f"radius must be a non-negative integer (pixels), got {radius!r}")
+        colors = list(colors) if colors is not None else [_PALETTE[i % len(_PALETTE)] for i in range(len(functions))]
+        if len(colors) != len(functions):
+            raise ValueError(f"got {len(colors)} colours for {len(functions)} actions")
+        probe = torch.rand(2, 1, 2 * radius + 8, 2 * radius + 9, generator=torch.Generator().manual_seed(0))
+        actions = []
+        for (action_name, function), color in zip(functions.items(), colors, strict=True):
+            if not action_name or not callable(function):
+                raise ValueError(f"action {action_name!r} of {name!r} needs a name and a function")
+            result = function(probe.clone())
+            if not isinstance(result, torch.Tensor) or result.shape != probe.shape or result.dtype != probe.dtype:
+                got = tuple(result.shape) if isinstance(result, torch.Tensor) else type(result).__name__
+                raise ValueError(
+                    f"action {action_name!r} of {name!r} must map a (B, 1, H, W) float tensor to one of the same "
+                    f"shape and dtype; for {tuple(probe.shape)} float32 it returned {got}"
+                )
+            actions.append(Action(action_name, function, tuple(int(c) for c in color)))
+        return cls(name=name, version=version, actions=tuple(actions), radius=radius, description=description)
+
+
+# Tableau-like colours; DENOISE's nine are among the first ten.
+_PALETTE = [
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (90, 90, 90), (188, 189, 34), (23, 190, 207),
+    (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213), (196, 156, 148),
+]  # fmt: skip
 
 
 DENOISE = ActionSet(
@@ -230,23 +309,94 @@ DENOISE = ActionSet(
         Action("bilateral sigma_c=1.0", partial(bilateral_filter, sigma_color=1.0, sigma_space=5.0), (227, 119, 194)),
         Action("box 5x5", box_filter, (188, 189, 34)),
     ),
+    description="the paper's nine denoising actions: grey level -1/+1, do nothing, 5x5 filters",
 )
-"""The paper's nine denoising actions (index = policy channel)."""
+"""The paper's nine denoising actions (index = policy channel); also its salt-and-pepper and inpainting actions."""
 
-_ACTION_SETS = {DENOISE.name: DENOISE}
+
+# --- registry -------------------------------------------------------------------------------------------------------
+
+_REGISTRY: dict[tuple[str, int], ActionSet] = {}
+ENTRY_POINT_GROUP = "napari_pixelrl.action_sets"
+"""Packages can provide action sets through this entry-point group (each entry an :class:`ActionSet`); they are
+registered the first time a name is not found, so their policies load anywhere, napari included."""
+_entry_points_loaded = False
+
+
+def register_action_set(action_set: ActionSet, *, replace: bool = False) -> ActionSet:
+    """Make ``action_set`` known by its name and version, so that policies trained with it can be loaded.
+
+    Registering the same object twice is harmless; a different set under a name and version already taken is an
+    error unless ``replace`` (change the version instead when the actions changed).
+
+    Raises
+    ------
+    ValueError
+        If the name and version are taken by another set.
+    """
+    key = (action_set.name, action_set.version)
+    known = _REGISTRY.get(key)
+    if known is not None and known is not action_set and not replace:
+        raise ValueError(
+            f"action set {action_set.name!r} v{action_set.version} is already registered; give yours another name "
+            "or version (or pass replace=True)"
+        )
+    _REGISTRY[key] = action_set
+    return action_set
+
+
+def registered_action_sets() -> list[ActionSet]:
+    """Every registered action set (the latest version of each name), sorted by name."""
+    _load_entry_points()
+    latest: dict[str, ActionSet] = {}
+    for (name, version), action_set in _REGISTRY.items():
+        if name not in latest or version > latest[name].version:
+            latest[name] = action_set
+    return [latest[name] for name in sorted(latest)]
 
 
 def get_action_set(name: str, version: int | None = None) -> ActionSet:
-    """Look up a registered action set by name and version (``None``: the current one), with a clear error for
+    """Look up a registered action set by name and version (``None``: the latest), with a clear error for
     unknown ones."""
-    found = _ACTION_SETS.get(name)
-    if found is None or version not in (None, found.version):
-        known = ", ".join(f"{s.name!r} v{s.version}" for s in _ACTION_SETS.values())
+    found = _lookup(name, version)
+    if found is None:
+        _load_entry_points()
+        found = _lookup(name, version)
+    if found is None:
+        known = ", ".join(f"{n!r} v{v}" for n, v in sorted(_REGISTRY))
         raise ValueError(
-            f"unknown action set {name!r} version {version}; this napari-pixelrl knows {known}. "
-            "The checkpoint may need a newer napari-pixelrl."
+            f"unknown action set {name!r} version {version}; this napari-pixelrl knows {known}. A custom set must be "
+            "registered (napari_pixelrl.api.register_action_set) before its policies are loaded or trained; a "
+            "checkpoint from a newer napari-pixelrl may need an upgrade."
         )
     return found
+
+
+def _lookup(name: str, version: int | None) -> ActionSet | None:
+    if version is not None:
+        return _REGISTRY.get((name, version))
+    versions = [v for n, v in _REGISTRY if n == name]
+    return _REGISTRY[(name, max(versions))] if versions else None
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            action_set = entry.load()
+        except Exception as err:  # a broken third-party package must not break ours
+            warnings.warn(f"could not load action set {entry.name!r} from {entry.value}: {err}", stacklevel=2)
+            continue
+        if isinstance(action_set, ActionSet):
+            register_action_set(action_set, replace=True)
+        else:
+            warnings.warn(f"entry point {entry.name!r} ({entry.value}) is not an ActionSet", stacklevel=2)
+
+
+register_action_set(DENOISE)
 
 
 def apply_actions(image: torch.Tensor, action_map: torch.Tensor, action_set: ActionSet) -> torch.Tensor:

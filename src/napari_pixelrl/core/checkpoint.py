@@ -227,6 +227,13 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Policy:
             )
         config = ModelConfig.from_dict(meta["model"])
         action_set = get_action_set(meta["action_set"]["name"], int(meta["action_set"]["version"]))
+        recorded = meta["action_set"].get("actions")
+        if recorded is not None and list(recorded) != action_set.names:
+            raise CheckpointError(
+                f"{path} was trained with action set {action_set.name!r} v{action_set.version} = {recorded}, but the "
+                f"registered set of that name and version has {action_set.names}; register the set it was trained "
+                "with (a changed set needs a new version)"
+            )
         noise = NoiseModel.from_dict(meta["noise_model"])
         steps = int(meta["steps"])
     except CheckpointError:

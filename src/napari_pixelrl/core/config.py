@@ -85,7 +85,9 @@ class InferenceConfig:
         return PRECISIONS[self.precision]
 
 
-NOISE_KINDS = ("gaussian", "poisson-gaussian", "salt-and-pepper")
+NOISE_KINDS = ("gaussian", "poisson-gaussian", "salt-and-pepper", "text")
+_NO_SIGMA = ("salt-and-pepper", "text")  # kinds without Gaussian noise
+TEXT_FONT_SIZE = (10.0, 20.0)
 
 Level = float | tuple[float, float]
 """A noise parameter: one value, or a ``(low, high)`` range drawn uniformly per image (a blind policy)."""
@@ -114,6 +116,9 @@ class NoiseModel:
       ``gain`` is the intensity of one photon on the [0, 1] scale (``1/gain`` photons at full scale: 0.01 is a bright
       100-photon image, 0.1 a dim 10-photon one) and ``sigma`` the camera's read noise on the 0-255 scale.
     * ``"salt-and-pepper"``: a fraction ``density`` of the pixels set to 0 or 1 with equal odds.
+    * ``"text"`` (blind inpainting): random strings of letters and digits in random grey levels, drawn with
+      Pillow's built-in font of ``font_size`` pixels (default 10-20) at random places, until a fraction ``density``
+      of the pixels is covered (:func:`~napari_pixelrl.core.noise.overlay_text`).
     """
 
     kind: str = "gaussian"
@@ -123,22 +128,37 @@ class NoiseModel:
     gain: Level | None = None
     """Poisson-Gaussian only: intensity of one photon on the [0, 1] scale."""
     density: Level | None = None
-    """Salt-and-pepper only: fraction of pixels replaced."""
+    """Salt-and-pepper and text only: fraction of pixels replaced."""
+    font_size: Level | None = None
+    """Text only: height of the font in pixels (default 10-20)."""
 
     def __post_init__(self) -> None:
         if self.kind not in NOISE_KINDS:
             raise ValueError(f"unknown noise kind {self.kind!r}; choose one of {', '.join(NOISE_KINDS)}")
-        for name in ("sigma", "gain", "density"):
+        if self.kind in _NO_SIGMA:
+            object.__setattr__(self, "sigma", None)
+        if self.kind == "text" and self.font_size is None:
+            object.__setattr__(self, "font_size", TEXT_FONT_SIZE)
+        for name in ("sigma", "gain", "density", "font_size"):
             object.__setattr__(self, name, _as_level(getattr(self, name), name))
         if self.kind == "poisson-gaussian" and self.gain is None:
             raise ValueError("a poisson-gaussian noise model needs a gain (intensity of one photon)")
-        if self.kind == "salt-and-pepper" and self.density is None:
-            raise ValueError("a salt-and-pepper noise model needs a density")
+        if self.kind in _NO_SIGMA and self.density is None:
+            raise ValueError(f"a {self.kind} noise model needs a density (fraction of pixels replaced)")
+        if self.density is not None and max(_levels(self.density)) > 1:
+            raise ValueError(f"density is a fraction of the pixels, at most 1; got {self.density!r}")
+        if self.font_size is not None and min(_levels(self.font_size)) < 4:
+            raise ValueError(f"font_size must be at least 4 pixels, got {self.font_size!r}")
+
+    @property
+    def uses_sigma(self) -> bool:
+        """Whether this kind adds Gaussian noise of level ``sigma`` (all kinds but salt-and-pepper and text)."""
+        return self.kind not in _NO_SIGMA
 
     @property
     def is_blind(self) -> bool:
         """True when some parameter is a range rather than one value."""
-        return any(isinstance(v, tuple) for v in (self.sigma, self.gain, self.density))
+        return any(isinstance(v, tuple) for v in (self.sigma, self.gain, self.density, self.font_size))
 
     def describe(self) -> str:
         """Short human-readable form, e.g. ``"gaussian sigma=5-55"``."""
@@ -146,7 +166,8 @@ class NoiseModel:
         def fmt(v: Level) -> str:
             return f"{v[0]:g}-{v[1]:g}" if isinstance(v, tuple) else f"{v:g}"
 
-        parts = [f"{n}={fmt(v)}" for n in ("sigma", "gain", "density") if (v := getattr(self, n)) is not None]
+        names = ("sigma", "gain", "density", "font_size")
+        parts = [f"{n}={fmt(v)}" for n in names if (v := getattr(self, n)) is not None]
         return " ".join([self.kind, *parts])
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,6 +178,10 @@ class NoiseModel:
     def from_dict(cls, data: dict[str, Any]) -> NoiseModel:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
         return cls(**_known(cls, data))
+
+
+def _levels(level: Level) -> tuple[float, ...]:
+    return level if isinstance(level, tuple) else (level,)
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
@@ -258,7 +283,7 @@ class TrainConfig:
             raise ValueError(f"crop_size must be at least 8 pixels, got {self.crop_size}")
         if not 0 <= self.gamma <= 1 or self.lr <= 0 or self.entropy_beta < 0 or self.value_weight < 0:
             raise ValueError("need 0 <= gamma <= 1, lr > 0, entropy_beta >= 0 and value_weight >= 0")
-        if self.noise.sigma is None and self.noise.kind != "salt-and-pepper":
+        if self.noise.sigma is None and self.noise.uses_sigma:
             raise ValueError("training needs a noise level: set noise.sigma")
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,11 +3,18 @@ and independent of the device the network runs on."""
 
 from __future__ import annotations
 
+import string
+from functools import lru_cache
+
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from .config import Level, NoiseModel
 
-__all__ = ["add_gaussian_noise", "degrade"]
+__all__ = ["add_gaussian_noise", "degrade", "overlay_text"]
+
+_CHARACTERS = string.ascii_letters + string.digits
+_MAX_STRINGS = 10_000
 
 
 def add_gaussian_noise(clean: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -35,7 +42,69 @@ def _draw(level: Level, rng: np.random.Generator) -> float:
     return level
 
 
+@lru_cache(maxsize=64)
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def overlay_text(
+    clean: np.ndarray, density: float, font_size: Level, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw random text over an image until a fraction ``density`` of its pixels is covered.
+
+    Each string has 3-12 random letters and digits, a random grey level in [0, 1], a font height drawn from
+    ``font_size`` (Pillow's built-in font, anti-aliased) and a random position (it may run off the edges). Text
+    replaces the image where it is opaque and blends at its anti-aliased edges.
+
+    Parameters
+    ----------
+    clean : np.ndarray
+        ``(H, W)`` image in [0, 1].
+    density : float
+        Fraction of the pixels to cover, in [0, 1].
+    font_size : float or (low, high)
+        Font height in pixels, drawn per string.
+    rng : np.random.Generator
+        Source of every choice.
+
+    Returns
+    -------
+    tuple of np.ndarray
+        The degraded image (float32) and the text's opacity per pixel (float32 in [0, 1]; > 0 is the true mask).
+    """
+    clean = np.asarray(clean, dtype=np.float32)
+    if clean.ndim != 2:
+        raise ValueError(f"overlay_text draws on one (H, W) image, got shape {clean.shape}")
+    height, width = clean.shape
+    out, alpha = clean.copy(), np.zeros_like(clean)
+    target = density * clean.size
+    for _ in range(_MAX_STRINGS):
+        if np.count_nonzero(alpha) >= target:
+            break
+        font = _font(round(_draw(font_size, rng)))
+        text = "".join(rng.choice(list(_CHARACTERS), size=int(rng.integers(3, 13))))
+        left, top, right, bottom = font.getbbox(text)
+        stamp = Image.new("L", (right - left, bottom - top))
+        ImageDraw.Draw(stamp).text((-left, -top), text, fill=255, font=font)
+        opacity = np.asarray(stamp, dtype=np.float32) / 255.0
+        x = int(rng.integers(-opacity.shape[1] // 2, width))
+        y = int(rng.integers(-opacity.shape[0] // 2, height))
+        grey = np.float32(rng.random())
+        # the part of the stamp inside the image
+        y0, x0 = max(y, 0), max(x, 0)
+        y1, x1 = min(y + opacity.shape[0], height), min(x + opacity.shape[1], width)
+        if y1 <= y0 or x1 <= x0:
+            continue
+        a = opacity[y0 - y : y1 - y, x0 - x : x1 - x]
+        region = out[y0:y1, x0:x1]
+        region[...] = region * (1 - a) + a * grey  # exactly grey where opaque
+        np.maximum(alpha[y0:y1, x0:x1], a, out=alpha[y0:y1, x0:x1])
+    return out, alpha
+
+
 def _degrade_one(clean: np.ndarray, noise: NoiseModel, rng: np.random.Generator) -> np.ndarray:
+    if noise.kind == "text":
+        return overlay_text(clean, _draw(noise.density, rng), noise.font_size, rng)[0]
     if noise.kind == "salt-and-pepper":
         density = _draw(noise.density, rng)
         hit = rng.random(clean.shape) < density

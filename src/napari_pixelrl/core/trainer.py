@@ -321,7 +321,8 @@ class Trainer:
             self._history = []
         if model.config.n_actions != len(self.action_set):
             raise ValueError(
-                f"the model has {model.config.n_actions} actions, {self.action_set.name!r} has {len(self.action_set)}"
+                f"the model has {model.config.n_actions} action channels, action set {self.action_set.name!r} has "
+                f"{len(self.action_set)} actions; train with model=ModelConfig(n_actions={len(self.action_set)})"
             )
         self.model = model.to(self.device, memory_format=torch.channels_last).train()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
