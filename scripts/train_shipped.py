@@ -24,7 +24,15 @@ from napari_pixelrl.core.recipe import Recipe
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
 WEIGHTS = ROOT / "src" / "napari_pixelrl" / "core" / "weights"
-SHIPPED = ("gaussian-15", "gaussian-25", "gaussian-50", "gaussian-blind", "poisson-gaussian")
+SHIPPED = (
+    "gaussian-15",
+    "gaussian-25",
+    "gaussian-50",
+    "gaussian-blind",
+    "poisson-gaussian",
+    "salt-and-pepper",
+    "text-removal",
+)
 
 
 def prerequisite(name: str) -> str | None:

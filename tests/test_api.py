@@ -127,6 +127,13 @@ def test_list_policies_lists_shipped_weights(tmp_path, monkeypatch):
     save_checkpoint(policy, tmp_path / "tiny.safetensors")
     assert api.list_policies() == {"tiny": "a tiny test policy"}
     assert api.load_policy("tiny").model.config.width == 8
+    policy.noise_model, policy.description = NoiseModel(kind="text", density=0.1), "text"
+    save_checkpoint(policy, tmp_path / "words.safetensors")
+    assert api.list_policies(task="text") == {"words": "text"}
+    assert api.list_policies(task="gaussian") == {"tiny": "a tiny test policy"}
+    assert api.list_policies(task="salt-and-pepper") == {}
+    with pytest.raises(ValueError, match="unknown task 'colour'"):
+        api.list_policies(task="colour")
 
 
 def test_bfloat16_network_keeps_float32_state_and_nearly_the_same_actions():

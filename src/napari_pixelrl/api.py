@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .core import inference
+from .core.actions import ActionSet, register_action_set, registered_action_sets
 from .core.checkpoint import (
     CheckpointError,
     Policy,
@@ -31,7 +32,7 @@ from .core.checkpoint import (
     load_checkpoint,
     read_header,
 )
-from .core.config import PRECISIONS, InferenceConfig, NoiseModel, TrainConfig
+from .core.config import PRECISIONS, TASKS, InferenceConfig, NoiseModel, TrainConfig
 from .core.data import ImageSet
 from .core.distributed import Replicas
 from .core.environment import resolve_device
@@ -44,6 +45,8 @@ from .core.sources import ImagePairs, NeighbourPairs, SyntheticNoise, TrainingDa
 from .core.trainer import POLICY_FILE, STATE_FILE, Trainer, TrainUpdate, episode_loss, saved_config
 
 __all__ = [
+    "TASKS",
+    "ActionSet",
     "Evaluation",
     "ImageScore",
     "Policy",
@@ -62,6 +65,8 @@ __all__ = [
     "noisy_clean_pairs",
     "noisy_images",
     "noisy_pairs",
+    "register_action_set",
+    "registered_action_sets",
     "resolve_device",
     "restore",
     "restore_steps",
@@ -72,12 +77,24 @@ __all__ = [
 WEIGHTS_DIR = Path(__file__).parent / "core" / "weights"
 
 
-def list_policies() -> dict[str, str]:
+def list_policies(task: str | None = None) -> dict[str, str]:
     """The policies shipped with the package, name → one-line description, in name order.
 
     Any name can be passed to :func:`load_policy`.
+
+    Parameters
+    ----------
+    task : str, optional
+        Only the policies for this task: a key of :data:`TASKS` (the kind of degradation they undo).
     """
-    return {p.stem: read_header(p).get("description", "") for p in _shipped_files()}
+    if task is not None and task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    headers = {p.stem: read_header(p) for p in _shipped_files()}
+    return {
+        name: header.get("description", "")
+        for name, header in headers.items()
+        if task is None or header.get("noise_model", {}).get("kind") == task
+    }
 
 
 def _shipped_files() -> list[Path]:

@@ -17,11 +17,11 @@ from psygnal import Signal
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QFileDialog, QWidget
 
-from ..api import list_policies, load_policy
+from ..api import TASKS, list_policies, load_policy
 from ..core.checkpoint import CheckpointError, Policy
 from .layers import METADATA_KEY
 
-__all__ = ["SESSION_POLICIES", "LayerPicker", "PolicyFiles", "PolicyPicker", "available_devices"]
+__all__ = ["SESSION_POLICIES", "LayerPicker", "PolicyFiles", "PolicyPicker", "TaskPicker", "available_devices"]
 
 _LOAD_FILE = "__load_file__"
 """Data of the policy picker's last entry, which opens a file dialog."""
@@ -122,6 +122,35 @@ def is_image(layer: Layer) -> bool:
     return isinstance(layer, Image) and layer.metadata.get(METADATA_KEY, {}).get("role") != "values"
 
 
+class TaskPicker(QComboBox):
+    """What to restore: the kinds of degradation of :data:`~napari_pixelrl.api.TASKS` (data: the kind, or ``None``
+    for *all tasks* when ``allow_all``). ``task_changed`` is emitted with the new choice."""
+
+    task_changed = Signal(object)
+
+    def __init__(self, default: str | None = None, allow_all: bool = True, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setToolTip("What to restore; the policy list shows the policies made for it")
+        if allow_all:
+            self.addItem("all tasks", None)
+        for kind, label in TASKS.items():
+            self.addItem(label, kind)
+        self.setCurrentIndex(max(self.findData(default), 0))
+        self.currentIndexChanged.connect(lambda index: self.task_changed.emit(self.itemData(index)))
+
+    @property
+    def task(self) -> str | None:
+        """The chosen task (a key of ``TASKS``), or ``None`` for all tasks."""
+        return self.currentData()
+
+    def set_task(self, task: str | None) -> None:
+        """Choose a task by key (``None``: all tasks)."""
+        index = self.findData(task)
+        if index < 0:
+            raise ValueError(f"no task {task!r} here; choose one of {', '.join(TASKS)}")
+        self.setCurrentIndex(index)
+
+
 class PolicyPicker(QComboBox):
     """Shipped policies (description as tooltip), this session's policy files, and *load checkpoint…*.
 
@@ -136,7 +165,8 @@ class PolicyPicker(QComboBox):
         self.setToolTip("Shipped policies, policies of this session, or load a checkpoint file")
         self._policies: dict[str, Policy] = {}
         self._key = ""
-        for name, description in list_policies().items():
+        self._shipped = list_policies()
+        for name, description in self._shipped.items():
             self.addItem(name, name)
             self.setItemData(self.count() - 1, description, Qt.ItemDataRole.ToolTipRole)
         self.addItem("load checkpoint…", _LOAD_FILE)
@@ -149,6 +179,25 @@ class PolicyPicker(QComboBox):
         # The session list outlives the panels: stop listening when this picker's Qt object goes.
         listener = self._on_session_file
         self.destroyed.connect(lambda *_: SESSION_POLICIES.changed.disconnect(listener))
+
+    def set_task(self, task: str | None) -> None:
+        """List only the shipped policies for ``task`` (``None``: all; this session's files stay listed). When the
+        chosen policy is no longer listed, the first one for the task is chosen."""
+        wanted = list_policies(task)
+        self.blockSignals(True)
+        for name in self._shipped:
+            if self.findData(name) >= 0:
+                self.removeItem(self.findData(name))
+        for position, (name, description) in enumerate(wanted.items()):
+            self.insertItem(position, name, name)
+            self.setItemData(position, description, Qt.ItemDataRole.ToolTipRole)
+        self.blockSignals(False)
+        if self.findData(self._key) >= 0:
+            self._select_key(self._key)
+        elif wanted:
+            first = next(iter(wanted))
+            self._select_key(first)
+            self._on_chosen(self.findData(first))
 
     @property
     def policy(self) -> Policy:

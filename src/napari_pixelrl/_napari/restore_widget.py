@@ -40,7 +40,7 @@ from ..core.actions import ActionSet
 from ..core.checkpoint import Policy
 from ..core.render import action_shares
 from .layers import LayerData, layer_data, show_restoration
-from .pickers import LayerPicker, PolicyPicker, available_devices, is_image
+from .pickers import LayerPicker, PolicyPicker, TaskPicker, available_devices, is_image
 from .workers import USER_ERRORS, Failed
 
 __all__ = ["RestoreWidget", "restore_selected_layer"]
@@ -81,6 +81,7 @@ class RestoreWidget(QWidget):
 
         self.layer_box = LayerPicker(napari_viewer, is_image)
         self.layer_box.setToolTip("Image layer to restore: a 2-D grayscale image or a 3-D stack. It is never modified.")
+        self.task_box = TaskPicker()
         self.policy_box = PolicyPicker("gaussian-25")
         self.policy_info = QLabel()
         self.policy_info.setWordWrap(True)
@@ -113,6 +114,7 @@ class RestoreWidget(QWidget):
 
         form = QFormLayout()
         form.addRow("image", self.layer_box)
+        form.addRow("task", self.task_box)
         form.addRow("policy", self.policy_box)
         form.addRow("", self.policy_info)
         form.addRow("steps", self.steps)
@@ -132,6 +134,7 @@ class RestoreWidget(QWidget):
         layout.addWidget(QLabel("actions: % of pixels at each step"))
         layout.addWidget(self.legend)
 
+        self.task_box.task_changed.connect(self.policy_box.set_task)
         self.policy_box.policy_changed.connect(self._on_policy_chosen)
         self._on_policy_chosen(self.policy_box.policy)
         self.run_button.clicked.connect(self.run)

@@ -58,7 +58,7 @@ from ..core.sources import TrainingData
 from ..core.trainer import POLICY_FILE, TrainUpdate
 from .curves import CurvePlot
 from .layers import layer_image
-from .pickers import SESSION_POLICIES, LayerPicker, PolicyPicker, available_devices, is_image
+from .pickers import SESSION_POLICIES, LayerPicker, PolicyPicker, TaskPicker, available_devices, is_image
 from .workers import USER_ERRORS, Failed
 
 __all__ = ["SOURCES", "TrainWidget"]
@@ -188,8 +188,11 @@ class TrainWidget(QWidget):
         self.method_box = QComboBox()
         self.method_box.addItem("neighbouring pixels", "neighbours")
         self.method_box.addItem("consecutive frames (stack)", "frames")
-        self.noise_kind = QComboBox()
-        self.noise_kind.addItems(["gaussian", "poisson-gaussian"])
+        self.task_box = TaskPicker("poisson-gaussian", allow_all=False)
+        self.task_box.setToolTip(
+            "What the policy learns to undo: the degradation added to a clean image, and the shipped policies to "
+            "start from"
+        )
         self.sigma = QDoubleSpinBox()
         self.sigma.setRange(0.0, 255.0)
         self.sigma.setValue(25.0)
@@ -199,7 +202,13 @@ class TrainWidget(QWidget):
         self.gain.setRange(0.0001, 1.0)
         self.gain.setValue(0.03)
         self.gain.setToolTip("Poisson-Gaussian: brightness of one photon on the [0, 1] scale (1 / photons at white)")
+        self.density = QDoubleSpinBox()
+        self.density.setRange(0.01, 0.99)
+        self.density.setSingleStep(0.05)
+        self.density.setValue(0.2)
+        self.density.setToolTip("Salt-and-pepper, text: fraction of the pixels replaced")
         self.policy_box = PolicyPicker("poisson-gaussian")
+        self.policy_box.set_task(self.task_box.task)
         self.budget = QDoubleSpinBox()
         self.budget.setRange(0.1, 100000)
         self.budget.setValue(5.0)
@@ -268,8 +277,13 @@ class TrainWidget(QWidget):
         self.noise_row = QWidget()
         noise = QHBoxLayout(self.noise_row)
         noise.setContentsMargins(0, 0, 0, 0)
-        for widget in (self.noise_kind, QLabel("σ"), self.sigma, QLabel("gain"), self.gain):
+        self._noise_fields = {}
+        for name, widget in (("σ", self.sigma), ("gain", self.gain), ("density", self.density)):
+            label = QLabel(name)
+            noise.addWidget(label)
             noise.addWidget(widget)
+            self._noise_fields[name] = (label, widget)
+        form.addRow("task", self.task_box)
         form.addRow("noise", self.noise_row)
         form.addRow("start from", self.policy_box)
         budget = QHBoxLayout()
@@ -292,6 +306,7 @@ class TrainWidget(QWidget):
         layout.addWidget(self.psnr_plot)
         layout.addWidget(self.save_button)
 
+        self.task_box.task_changed.connect(self._on_task_changed)
         self.source_box.currentIndexChanged.connect(self._on_source_changed)
         self.first_layer.currentIndexChanged.connect(self._suggest_crop_size)
         self.method_box.currentIndexChanged.connect(self._suggest_crop_size)
@@ -302,6 +317,7 @@ class TrainWidget(QWidget):
         self.save_button.clicked.connect(self._save_as)
         self._crop_size_chosen = self._suggesting = False
         self._on_source_changed()
+        self._on_task_changed(self.task_box.task)
 
     # --- settings ------------------------------------------------------------------------------------------
 
@@ -329,6 +345,13 @@ class TrainWidget(QWidget):
         self.noise_row.setEnabled(self.source == "clean")
         self.source_info.setText(SOURCES[self.source][1])
         self._suggest_crop_size()
+
+    def _on_task_changed(self, task: str) -> None:
+        self.policy_box.set_task(task)
+        shown = {"gaussian": ("σ",), "poisson-gaussian": ("σ", "gain")}.get(task, ("density",))
+        for name, pair in self._noise_fields.items():
+            for widget in pair:
+                widget.setVisible(name in shown)
 
     def _fold_advanced(self, unfolded: bool) -> None:
         for child in self.advanced.findChildren(QWidget):
@@ -358,9 +381,12 @@ class TrainWidget(QWidget):
         }
 
     def _noise(self) -> NoiseModel:
-        if self.noise_kind.currentText() == "gaussian":
+        task = self.task_box.task
+        if task == "gaussian":
             return NoiseModel(kind="gaussian", sigma=self.sigma.value())
-        return NoiseModel(kind="poisson-gaussian", sigma=self.sigma.value(), gain=self.gain.value())
+        if task == "poisson-gaussian":
+            return NoiseModel(kind="poisson-gaussian", sigma=self.sigma.value(), gain=self.gain.value())
+        return NoiseModel(kind=task, density=self.density.value())
 
     def _data(self) -> tuple[TrainingData, Image, Preview]:
         """Training data and the preview region from the chosen layers; raises ValueError with the fix."""

@@ -86,6 +86,13 @@ class InferenceConfig:
 
 
 NOISE_KINDS = ("gaussian", "poisson-gaussian", "salt-and-pepper", "text")
+TASKS = {
+    "gaussian": "Gaussian noise",
+    "poisson-gaussian": "microscopy noise (Poisson-Gaussian)",
+    "salt-and-pepper": "salt-and-pepper noise",
+    "text": "overlaid text",
+}
+"""What a policy restores, by the kind of degradation it was trained to undo: kind -> label for users."""
 _NO_SIGMA = ("salt-and-pepper", "text")  # kinds without Gaussian noise
 TEXT_FONT_SIZE = (10.0, 20.0)
 
