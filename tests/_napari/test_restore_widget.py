@@ -52,6 +52,19 @@ def test_widget_docks_from_the_manifest_and_lists_shipped_policies(viewer):
     assert widget.device_box.itemData(0) == "auto"
 
 
+def test_task_picker_lists_the_policies_for_a_task(viewer):
+    widget = dock(viewer)
+    listed = lambda: [widget.policy_box.itemData(i) for i in range(widget.policy_box.count() - 1)]  # noqa: E731
+    assert widget.task_box.task is None and set(listed()) == set(api.list_policies())
+    widget.task_box.set_task("gaussian")
+    assert listed() == list(api.list_policies("gaussian")) and widget.policy.name == "gaussian-25"
+    widget.task_box.set_task("poisson-gaussian")  # the chosen policy is not for this task: the first one is chosen
+    assert listed() == ["poisson-gaussian"] and widget.policy.name == "poisson-gaussian"
+    assert "poisson-gaussian" in widget.policy_info.text()
+    widget.task_box.set_task(None)
+    assert set(listed()) == set(api.list_policies()) and widget.policy.name == "poisson-gaussian"
+
+
 def test_layer_picker_follows_the_viewer(viewer):
     widget = dock(viewer)
     assert widget.layer_box.count() == 0

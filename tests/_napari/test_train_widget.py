@@ -52,6 +52,20 @@ def test_source_choice_shows_the_fields_it_needs(viewer):
     assert widget.noise_row.isEnabled() and "adds noise" in widget.source_info.text()
 
 
+def test_task_choice_sets_the_noise_fields_and_the_policies_to_start_from(viewer):
+    widget = dock(viewer)
+    visible = lambda: {n for n, (_, w) in widget._noise_fields.items() if not w.isHidden()}  # noqa: E731
+    assert widget.task_box.task == "poisson-gaussian" and visible() == {"σ", "gain"}
+    assert widget.policy_box.policy.name == "poisson-gaussian"
+    widget.task_box.set_task("salt-and-pepper")
+    widget.density.setValue(0.3)
+    assert visible() == {"density"} and widget._noise() == NoiseModel(kind="salt-and-pepper", density=0.3)
+    widget.task_box.set_task("gaussian")
+    assert visible() == {"σ"} and widget.policy_box.policy.noise_model.kind == "gaussian"
+    widget.task_box.set_task("text")
+    assert widget._noise() == NoiseModel(kind="text", density=0.3)
+
+
 def test_crop_size_follows_a_small_image(viewer):
     viewer.add_image(np.zeros((40, 200), np.float32), name="small")
     widget = dock(viewer)

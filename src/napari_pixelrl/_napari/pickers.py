@@ -182,8 +182,9 @@ class PolicyPicker(QComboBox):
 
     def set_task(self, task: str | None) -> None:
         """List only the shipped policies for ``task`` (``None``: all; this session's files stay listed). When the
-        chosen policy is no longer listed, the first one for the task is chosen."""
-        wanted = list_policies(task)
+        chosen policy is no longer listed, the first one for the task is chosen; with none for the task, the chosen
+        one stays."""
+        wanted = list_policies(task) or {k: d for k, d in self._shipped.items() if k == self._key}
         self.blockSignals(True)
         for name in self._shipped:
             if self.findData(name) >= 0:
