@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -223,7 +224,9 @@ def _demo(args: argparse.Namespace) -> int:
             f"the demo needs a grayscale scikit-image sample (camera, coins, moon, ...), not {args.image!r}"
         )
     clean = clean.astype(np.float32) / 255.0
-    noise = _noise_from_flags(args) or NoiseModel(sigma=25.0)
+    noise = _noise_from_flags(args) or policy.noise_model.typical()
+    if noise.uses_sigma and noise.sigma is None:
+        noise = replace(noise, sigma=25.0)  # a policy trained on data of unknown noise level
     noisy = degrade(clean, noise, np.random.default_rng(args.seed))
     result = api.restore(noisy, policy, device=args.device, intensity_range=(0.0, 1.0))
     out = Path(args.output)
@@ -238,16 +241,19 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _policies(args: argparse.Namespace) -> int:
-    shipped = api.list_policies()
-    if not shipped:
+    if not api.list_policies():
         print("no policies are shipped with this installation")
-    for name, description in shipped.items():
-        print(f"{name:<18} {description}")
+    for task, label in api.TASKS.items():
+        shipped = api.list_policies(task)
+        if shipped:
+            print(f"{label}:")
+        for name, description in shipped.items():
+            print(f"  {name:<18} {description}")
     return 0
 
 
 def _noise_flags(sub: argparse.ArgumentParser, what: str) -> None:
-    sub.add_argument("--noise", choices=NOISE_KINDS, default=None, help=f"noise kind {what} (default gaussian)")
+    sub.add_argument("--noise", choices=NOISE_KINDS, default=None, help=f"noise kind {what}")
     sub.add_argument(
         "--sigma",
         type=float,
@@ -370,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
         train.add_argument(f"--{flag}", type=kind, default=None)
     train.add_argument("--device", default=None, help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N or mps")
     train.add_argument("--precision", choices=sorted(PRECISIONS), default=None)
-    _noise_flags(train, "to train for")
+    _noise_flags(train, "to train for (default gaussian)")
     train.set_defaults(run=_train)
 
     demo = commands.add_parser(
@@ -383,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     demo.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N or mps")
-    _noise_flags(demo, "to add (default gaussian, sigma 25)")
+    _noise_flags(demo, "to add (default: what the policy was trained for, ranges at their middle)")
     demo.set_defaults(run=_demo)
 
     policies = commands.add_parser("policies", help="list the shipped policies")

@@ -167,6 +167,15 @@ class NoiseModel:
         """True when some parameter is a range rather than one value."""
         return any(isinstance(v, tuple) for v in (self.sigma, self.gain, self.density, self.font_size))
 
+    def typical(self) -> NoiseModel:
+        """The same model with every range replaced by its middle (a fixed example of what a blind policy meets)."""
+        middle = {
+            n: sum(v) / 2 if isinstance(v, tuple) else v
+            for n in ("sigma", "gain", "density", "font_size")
+            if (v := getattr(self, n)) is not None
+        }
+        return NoiseModel(kind=self.kind, **{"sigma": None, **middle})
+
     def describe(self) -> str:
         """Short human-readable form, e.g. ``"gaussian sigma=5-55"``."""
 
