@@ -13,13 +13,26 @@ from skimage import data
 from ..core.config import NoiseModel
 from ..core.noise import degrade
 
-__all__ = ["CAMERA_NOISE", "CELL_NOISE", "camera_gaussian", "cell_poisson_gaussian"]
+__all__ = [
+    "CAMERA_NOISE",
+    "CELL_NOISE",
+    "COINS_TEXT",
+    "MOON_IMPULSES",
+    "camera_gaussian",
+    "cell_poisson_gaussian",
+    "coins_text",
+    "moon_salt_and_pepper",
+]
 
 CAMERA_NOISE = NoiseModel(kind="gaussian", sigma=25.0)
 """Noise of the natural-image sample: what the ``gaussian-25`` policy was trained for."""
 CELL_NOISE = NoiseModel(kind="poisson-gaussian", gain=0.03, sigma=3.0)
 """Noise of the microscopy sample: about 33 photons at full brightness plus camera read noise of 3 grey levels,
 inside the range that the ``poisson-gaussian`` policy was trained for."""
+MOON_IMPULSES = NoiseModel(kind="salt-and-pepper", density=0.5)
+"""Half the pixels black or white: for the ``salt-and-pepper`` policy."""
+COINS_TEXT = NoiseModel(kind="text", density=0.15)
+"""Random text over 15% of the image: for the ``text-removal`` policy."""
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
@@ -44,3 +57,13 @@ def cell_poisson_gaussian() -> list[tuple]:
     """scikit-image's *cell* (a light-microscopy image, 660x550) with low-light Poisson-Gaussian noise, and the
     clean image."""
     return _noisy_and_clean(data.cell(), CELL_NOISE, "cell", seed=0)
+
+
+def moon_salt_and_pepper() -> list[tuple]:
+    """scikit-image's *moon* (512x512 grey) with half its pixels set to black or white, and the clean image."""
+    return _noisy_and_clean(data.moon(), MOON_IMPULSES, "moon", seed=0)
+
+
+def coins_text() -> list[tuple]:
+    """scikit-image's *coins* (303x384 grey) with random text drawn over 15% of it, and the clean image."""
+    return _noisy_and_clean(data.coins(), COINS_TEXT, "coins", seed=0)
