@@ -51,6 +51,23 @@ def test_restore_takes_a_tiff_stack_plane_by_plane(tmp_path):
     np.testing.assert_array_equal(actions, expected.actions)
 
 
+def test_in_process_restores_report_every_step_of_every_tile(tmp_path):
+    from napari_pixelrl.batch import RestoreJob, restore_files
+
+    policy_path = save_checkpoint(make_policy(), tmp_path / "p.safetensors")
+    inputs = _write_pngs(tmp_path / "in", shape=(40, 70))
+    seen = []
+    job = RestoreJob(policy=str(policy_path), tile_size=32)  # 2 x 3 tiles of 3 steps: 18 units per file
+    results = list(restore_files(inputs, tmp_path / "out", job, on_progress=lambda p: seen.append((p.done, p.total))))
+    assert all(r.error is None for r in results)
+    assert {total for _, total in seen} == {18}
+    ends = [i for i, (done, _) in enumerate(seen) if done == 18]  # each file counts up to 18 (tiles are batched)
+    assert len(ends) == 2 and ends[0] >= 2
+    for part in (seen[: ends[0] + 1], seen[ends[0] + 1 :]):
+        done = [d for d, _ in part]
+        assert done == sorted(set(done)) and len(done) >= 3  # at least one report per step
+
+
 def test_restore_reports_bad_files_and_continues(tmp_path, capsys):
     policy_path = save_checkpoint(make_policy(), tmp_path / "p.safetensors")
     inputs = _write_pngs(tmp_path / "in", count=1)

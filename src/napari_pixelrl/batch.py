@@ -20,7 +20,7 @@ import glob
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -33,10 +33,12 @@ import torch
 
 from . import api
 from .core.checkpoint import Policy
-from .core.inference import default_memory_budget, image_layout, looks_rgb
+from .core.inference import Restoration, RestoreProgress, default_memory_budget, image_layout, looks_rgb
 from .core.io import IMAGE_SUFFIXES, read_image, zarr_restoration
 
 __all__ = ["FileResult", "RestoreJob", "expand_inputs", "restore_file", "restore_files"]
+
+Progress = Callable[[RestoreProgress], None]
 
 ZARR_SUFFIX = ".zarr"
 
@@ -189,11 +191,29 @@ def _write(path: Path, data: np.ndarray, kept: dict[str, Any], *, rgb: bool = Fa
     return path
 
 
-def restore_file(path: str | os.PathLike[str], outdir: str | os.PathLike[str], job: RestoreJob) -> FileResult:
+def _restore(image: Any, policy: Policy, on_progress: Progress | None, **options: Any) -> Restoration:
+    """:func:`napari_pixelrl.api.restore`, telling ``on_progress`` after every step of every plane or tile."""
+    work = api.restore_steps(image, policy, **options)
+    while True:
+        try:
+            progress = next(work)
+        except StopIteration as finished:
+            return finished.value
+        if on_progress is not None:
+            on_progress(progress)
+
+
+def restore_file(
+    path: str | os.PathLike[str],
+    outdir: str | os.PathLike[str],
+    job: RestoreJob,
+    on_progress: Progress | None = None,
+) -> FileResult:
     """Restore one file into ``outdir`` (module docstring).
 
     Any error (an unreadable file, a bad policy, a full disk, ...) comes back in the result instead of being
-    raised, so that one bad file does not stop a batch.
+    raised, so that one bad file does not stop a batch. ``on_progress`` is called with a
+    :class:`~napari_pixelrl.core.inference.RestoreProgress` after every step of every plane or tile.
     """
     path, outdir = Path(path), Path(outdir)
     start = time.perf_counter()
@@ -218,7 +238,7 @@ def restore_file(path: str | os.PathLike[str], outdir: str | os.PathLike[str], j
             steps = policy.steps if job.steps is None else job.steps
             target = outdir / f"{stem}_restored.zarr"
             out = zarr_restoration(target, source.shape, steps, values=job.values, channel_axis=channel_axis)
-            api.restore(source, policy, out=out, channel_axis=channel_axis, **options)
+            _restore(source, policy, on_progress, out=out, channel_axis=channel_axis, **options)
             outputs: tuple[Path, ...] = (target,)
             pixels = int(np.prod(source.shape))
         else:
@@ -226,7 +246,7 @@ def restore_file(path: str | os.PathLike[str], outdir: str | os.PathLike[str], j
             tiff = path.suffix.lower() in (".tif", ".tiff")
             kept, channels = _tiff_metadata(path) if tiff else ({}, None)
             channel_axis = job.channel_axis if job.channel_axis is not None else channels
-            result = api.restore(image, policy, channel_axis=channel_axis, **options)
+            result = _restore(image, policy, on_progress, channel_axis=channel_axis, **options)
             layout = image_layout(image.shape, channel_axis=channel_axis)
             rgb = looks_rgb(image.shape) and layout.channel_axis == image.ndim - 1
             outputs = (
@@ -253,6 +273,7 @@ def restore_files(
     *,
     workers: int = 1,
     scheduler: str | None = None,
+    on_progress: Progress | None = None,
 ) -> Iterator[FileResult]:
     """Restore every file, yielding each :class:`FileResult` as it finishes (not in input order).
 
@@ -271,6 +292,10 @@ def restore_files(
         Address of a ``dask.distributed`` scheduler (``tcp://host:8786``) to run the files on instead; its
         workers need napari-pixelrl installed and must see ``paths`` and ``outdir`` at the same paths. Each task
         uses ``job.threads`` torch threads (default 1: start one single-threaded worker per core, or one per GPU).
+    on_progress : callable, optional
+        Called after every step of every plane or tile with a
+        :class:`~napari_pixelrl.core.inference.RestoreProgress` of the current file, when files are restored in
+        this process (one worker, or one file); worker processes and clusters report whole files only.
 
     A worker process that dies (e.g. killed for memory) fails its file, not the batch. Stopping the iteration
     early cancels the files not yet started.
@@ -282,7 +307,7 @@ def restore_files(
         raise ValueError(f"workers must be at least 1, got {workers}")
     if workers == 1 or len(paths) <= 1:
         for path in paths:
-            yield restore_file(path, outdir, job)
+            yield restore_file(path, outdir, job, on_progress)
         return
     threads = job.threads or max(1, (os.cpu_count() or 1) // workers)
     job = replace(job, threads=threads, sharing=workers)

@@ -45,9 +45,22 @@ def _restore(args: argparse.Namespace) -> int:
     api.resolve_device(args.device)
     paths = expand_inputs(args.inputs)
     where = f"on {args.scheduler}" if args.scheduler else f"in {args.workers} process(es)"
+    in_process = args.scheduler is None and (args.workers == 1 or len(paths) <= 1)
     failures, megapixels, start = 0, 0.0, time.perf_counter()
-    with tqdm(total=len(paths), desc=f"restoring {where}", unit="file") as bar:
-        for result in restore_files(paths, args.output, job, workers=args.workers, scheduler=args.scheduler):
+    with (
+        tqdm(total=len(paths), desc=f"restoring {where}", unit="file") as bar,
+        tqdm(desc="steps of this file", unit="step", position=1, leave=False, disable=not in_process) as steps,
+    ):
+
+        def on_progress(progress: api.RestoreProgress) -> None:
+            if steps.total != progress.total or progress.done < steps.n:  # a new file
+                steps.reset(total=progress.total)
+            steps.update(progress.done - steps.n)
+
+        results = restore_files(
+            paths, args.output, job, workers=args.workers, scheduler=args.scheduler, on_progress=on_progress
+        )
+        for result in results:
             bar.update()
             if result.error is not None:
                 tqdm.write(f"skipped {result.path}: {result.error}")
