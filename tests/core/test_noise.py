@@ -86,3 +86,5 @@ def test_text_noise_model_draws_density_per_image_and_skips_sigma():
     clean = np.full((8, 64, 64), 0.5, dtype=np.float32)
     covered = (degrade(clean, model, np.random.default_rng(0)) != 0.5).mean(axis=(1, 2))
     assert covered.min() > 0.03 and covered.max() < 0.4 and covered.std() > 0.02
+    batch = degrade(clean[:, None], model, np.random.default_rng(0))  # (B, 1, H, W), as the trainer draws them
+    np.testing.assert_array_equal(batch[:, 0], degrade(clean, model, np.random.default_rng(0)))

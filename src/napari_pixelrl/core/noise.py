@@ -103,8 +103,9 @@ def overlay_text(
 
 
 def _degrade_one(clean: np.ndarray, noise: NoiseModel, rng: np.random.Generator) -> np.ndarray:
-    if noise.kind == "text":
-        return overlay_text(clean, _draw(noise.density, rng), noise.font_size, rng)[0]
+    if noise.kind == "text":  # one (H, W) plane, or (1, H, W) from a (B, 1, H, W) batch
+        plane = clean.reshape(clean.shape[-2:])
+        return overlay_text(plane, _draw(noise.density, rng), noise.font_size, rng)[0].reshape(clean.shape)
     if noise.kind == "salt-and-pepper":
         density = _draw(noise.density, rng)
         hit = rng.random(clean.shape) < density
