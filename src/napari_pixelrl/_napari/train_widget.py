@@ -208,7 +208,6 @@ class TrainWidget(QWidget):
         self.density.setValue(0.2)
         self.density.setToolTip("Salt-and-pepper, text: fraction of the pixels replaced")
         self.policy_box = PolicyPicker("poisson-gaussian")
-        self.policy_box.set_task(self.task_box.task)
         self.budget = QDoubleSpinBox()
         self.budget.setRange(0.1, 100000)
         self.budget.setValue(5.0)
