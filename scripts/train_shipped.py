@@ -18,21 +18,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from napari_pixelrl import cli
+from napari_pixelrl import api, cli
 from napari_pixelrl.core.recipe import Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
 WEIGHTS = ROOT / "src" / "napari_pixelrl" / "core" / "weights"
-SHIPPED = (
-    "gaussian-15",
-    "gaussian-25",
-    "gaussian-50",
-    "gaussian-blind",
-    "poisson-gaussian",
-    "salt-and-pepper",
-    "text-removal",
-)
+SHIPPED = tuple(api.list_policies())  # every policy in the package has its recipe
 
 
 def prerequisite(name: str) -> str | None:

@@ -85,7 +85,6 @@ class InferenceConfig:
         return PRECISIONS[self.precision]
 
 
-NOISE_KINDS = ("gaussian", "poisson-gaussian", "salt-and-pepper", "text")
 TASKS = {
     "gaussian": "Gaussian noise",
     "poisson-gaussian": "microscopy noise (Poisson-Gaussian)",
@@ -93,6 +92,8 @@ TASKS = {
     "text": "overlaid text",
 }
 """What a policy restores, by the kind of degradation it was trained to undo: kind -> label for users."""
+NOISE_KINDS = tuple(TASKS)
+_PARAMETERS = ("sigma", "gain", "density", "font_size")  # the Level fields of a NoiseModel
 _NO_SIGMA = ("salt-and-pepper", "text")  # kinds without Gaussian noise
 TEXT_FONT_SIZE = (10.0, 20.0)
 
@@ -146,7 +147,7 @@ class NoiseModel:
             object.__setattr__(self, "sigma", None)
         if self.kind == "text" and self.font_size is None:
             object.__setattr__(self, "font_size", TEXT_FONT_SIZE)
-        for name in ("sigma", "gain", "density", "font_size"):
+        for name in _PARAMETERS:
             object.__setattr__(self, name, _as_level(getattr(self, name), name))
         if self.kind == "poisson-gaussian" and self.gain is None:
             raise ValueError("a poisson-gaussian noise model needs a gain (intensity of one photon)")
@@ -165,14 +166,12 @@ class NoiseModel:
     @property
     def is_blind(self) -> bool:
         """True when some parameter is a range rather than one value."""
-        return any(isinstance(v, tuple) for v in (self.sigma, self.gain, self.density, self.font_size))
+        return any(isinstance(getattr(self, name), tuple) for name in _PARAMETERS)
 
     def typical(self) -> NoiseModel:
         """The same model with every range replaced by its middle (a fixed example of what a blind policy meets)."""
         middle = {
-            n: sum(v) / 2 if isinstance(v, tuple) else v
-            for n in ("sigma", "gain", "density", "font_size")
-            if (v := getattr(self, n)) is not None
+            n: sum(v) / 2 if isinstance(v, tuple) else v for n in _PARAMETERS if (v := getattr(self, n)) is not None
         }
         return NoiseModel(kind=self.kind, **{"sigma": None, **middle})
 
@@ -182,8 +181,7 @@ class NoiseModel:
         def fmt(v: Level) -> str:
             return f"{v[0]:g}-{v[1]:g}" if isinstance(v, tuple) else f"{v:g}"
 
-        names = ("sigma", "gain", "density", "font_size")
-        parts = [f"{n}={fmt(v)}" for n in names if (v := getattr(self, n)) is not None]
+        parts = [f"{n}={fmt(v)}" for n in _PARAMETERS if (v := getattr(self, n)) is not None]
         return " ".join([self.kind, *parts])
 
     def to_dict(self) -> dict[str, Any]:
