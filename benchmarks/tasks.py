@@ -5,6 +5,8 @@ run.
   median filters and the adaptive median filter (windows up to 7x7 and up to 15x15).
 * Overlaid text (blind restoration): our ``text-removal`` policy, which does not get the mask, against
   scikit-image's biharmonic inpainting *given the true mask* and a 5x5 median filter (blind).
+* Faded colours (RGB): our ``fading`` policy against auto levels (per channel, and one stretch for all channels)
+  on two scikit-image photographs that its training never used, at several strengths (8-bit faded input).
 
 Protocol: clean = 8-bit image / 255; degradations from ``numpy.random.default_rng(seed)`` image by image in sorted
 file order (``napari_pixelrl.core.noise``); outputs clipped to [0, 1] and rounded to 8 bits; PSNR with peak 255 and
@@ -22,14 +24,16 @@ from collections.abc import Callable
 
 import numpy as np
 from _common import BSD68, machine, timed
+from skimage import data
+from skimage.color import deltaE_cie76, rgb2lab
 from skimage.restoration import inpaint_biharmonic
 
 from napari_pixelrl import api
-from napari_pixelrl.core.baselines import adaptive_median_filter, median_filter
+from napari_pixelrl.core.baselines import adaptive_median_filter, auto_levels, median_filter
 from napari_pixelrl.core.config import NoiseModel
 from napari_pixelrl.core.io import list_images, read_image
-from napari_pixelrl.core.metrics import psnr, ssim
-from napari_pixelrl.core.noise import degrade, overlay_text
+from napari_pixelrl.core.metrics import psnr, ssim, to_uint8
+from napari_pixelrl.core.noise import degrade, fade_colors, overlay_text
 
 Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(degraded image, true mask of the degraded pixels) -> restored image."""
@@ -101,9 +105,41 @@ def text(args: argparse.Namespace, files: list) -> None:
     table(methods, {f"text covering {d:.0%}": at(d) for d in args.text_densities}, files, args.seed)
 
 
+def fading(args: argparse.Namespace) -> None:
+    """Faded colours on photographs the policy never trained on: mean CIELAB ΔE (CIE76) and PSNR (RGB)."""
+    policy = api.load_policy(args.fading)
+    methods = {
+        "ours": lambda x: api.restore(x, policy, device="cpu", intensity_range=(0, 1)).image,
+        "auto levels per channel": lambda x: auto_levels(x, per_channel=True),
+        "auto levels (one stretch)": lambda x: auto_levels(x, per_channel=False),
+    }
+    images = {"chelsea": data.chelsea(), "immunohistochemistry": data.immunohistochemistry()}
+    print(f"\nFaded colours, scikit-image's {' and '.join(images)} (never trained on), policy {args.fading}")
+    header = ["faded ΔE", *(f"{n} ΔE" for n in methods), "faded dB", *(f"{n} dB" for n in methods)]
+    header += [f"{n} s/img" for n in methods]
+    print("| strength | " + " | ".join(header) + " |")
+    print("|---" * (len(header) + 1) + "|")
+    for strength in args.strengths:
+        rows = []
+        for image in images.values():
+            clean = image.astype(np.float32) / 255.0
+            faded = to_uint8(np.moveaxis(fade_colors(np.moveaxis(clean, -1, 0), strength), 0, -1)) / np.float32(255)
+            results = [(faded, 0.0), *(timed(lambda m=m, x=faded: m(x)) for m in methods.values())]
+            reference = rgb2lab(clean)
+            rows.append(
+                [float(deltaE_cie76(reference, rgb2lab(np.clip(r, 0, 1))).mean()) for r, _ in results]
+                + [psnr(r, clean) for r, _ in results]
+                + [seconds for _, seconds in results[1:]]
+            )
+        means = np.mean(rows, axis=0)
+        count = len(methods) + 1
+        cells = [f"{v:.2f}" for v in means[: 2 * count]] + [f"{v:.2f}" for v in means[2 * count :]]
+        print(f"| {strength:g} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", choices=("all", "salt-and-pepper", "text"), default="all")
+    parser.add_argument("--task", choices=("all", "salt-and-pepper", "text", "fading"), default="all")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
     parser.add_argument("--salt-and-pepper", default="salt-and-pepper", help="policy name or path")
@@ -111,6 +147,8 @@ def main() -> None:
     parser.add_argument("--text", default="text-removal", help="policy name or path")
     parser.add_argument("--text-densities", type=float, nargs="+", default=[0.1, 0.2])
     parser.add_argument("--font-size", type=float, nargs=2, default=[10, 20])
+    parser.add_argument("--fading", default="fading", help="policy name or path")
+    parser.add_argument("--strengths", type=float, nargs="+", default=[0.05, 0.1, 0.15, 0.2])
     args = parser.parse_args()
     files = list_images(BSD68)[: args.limit]
     print(f"machine: {machine()}")
@@ -118,6 +156,8 @@ def main() -> None:
         salt_and_pepper(args, files)
     if args.task in ("all", "text"):
         text(args, files)
+    if args.task in ("all", "fading"):
+        fading(args)
 
 
 if __name__ == "__main__":

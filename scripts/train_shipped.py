@@ -18,6 +18,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from color_images import write_color_images  # scripts/color_images.py
+
 from napari_pixelrl import api, cli
 from napari_pixelrl.core.recipe import Recipe
 
@@ -38,6 +40,9 @@ def train(name: str, runs: Path) -> None:
     before = prerequisite(name)
     if before and not (runs / before / "policy.safetensors").is_file():
         train(before, runs)
+    data = Path(Recipe.load(RECIPES / f"{name}.json").stages[0].data)
+    if data == Path("runs/color-images") and not data.is_dir():
+        write_color_images(data)  # made from scikit-image's bundled photographs
     print(f"== {name}", flush=True)
     code = cli.main(["train", str(runs / name), "--config", str(RECIPES / f"{name}.json")])
     if code != 0:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .core import inference
-from .core.actions import ActionSet, register_action_set, registered_action_sets
+from .core.actions import ActionSet, get_action_set, register_action_set, registered_action_sets
 from .core.checkpoint import (
     CheckpointError,
     Policy,
@@ -169,9 +169,12 @@ def restore(
         Arithmetic of the network. ``"bfloat16"`` is about 1.7x faster on CPUs with native bfloat16 and changed
         BSD68 PSNR by less than 0.01 dB in our benchmark, but is not bit-exact; filters always run in float32.
     channel_axis : int, optional
-        An axis of channels, each restored as grayscale with its own default intensity range.
+        An axis of channels, each restored as grayscale with its own default intensity range (with a colour
+        policy: the RGB(A) axis, restored as one colour image).
     rgb : bool, optional
-        Whether the last axis is RGB(A) colour, restored channel by channel; ``None`` guesses as napari does
+        Whether the last axis is RGB(A) colour, restored channel by channel by a grayscale policy and as colour by a
+        colour policy (``policy.action_set.channels == 3``, e.g. ``fading``: one intensity range, alpha kept, maps
+        without a channel axis); ``None`` guesses as napari does
         (a last axis of 3 or 4, shorter than the two before it).
     tile_size : int, optional
         Side of each tile's core in pixels (the halo comes on top); default from ``memory_budget``.
@@ -187,7 +190,8 @@ def restore(
     -------
     Restoration
         Restored image (float32, input units and shape), action maps ``(*stack, steps, H, W)`` (``(steps, H, W)``
-        for a 2-D image; the channel axis counts as a stack axis) and optional value maps.
+        for a 2-D image; the channel axis counts as a stack axis, except for a colour policy) and optional value
+        maps.
 
     Raises
     ------
@@ -400,21 +404,23 @@ def train(
     recipe = recipe if isinstance(recipe, Recipe) else Recipe((recipe,))
     run_dir = Path(run_dir)
     folders = recipe.stage_dirs(run_dir)
-    loaded: dict[tuple[str, int], ImageSet] = {}
+    loaded: dict[tuple[str, int, int], ImageSet] = {}
     previous: Path | None = None
     for index, (stage, folder) in enumerate(zip(recipe.stages, folders, strict=True), start=1):
         if stage.init is None and previous is not None:
             stage = replace(stage, init=str(previous))
+        initial = load_policy(stage.init) if stage.init else None
         stage_images = images
         if stage_images is None:
-            key = (stage.data, stage.validation_images)
-            stage_images = loaded[key] if key in loaded else ImageSet.from_folder(*key)
+            action_set = initial.action_set if initial else get_action_set(stage.action_set)
+            key = (stage.data, stage.validation_images, action_set.channels)
+            stage_images = loaded[key] if key in loaded else ImageSet.from_folder(*key[:2], channels=key[2])
             loaded[key] = stage_images
         last = index == len(recipe.stages)
         trainer = Trainer(
             stage,
             folder,
-            initial=load_policy(stage.init) if stage.init else None,
+            initial=initial,
             images=stage_images,
             name=(recipe.name or run_dir.name) if last else None,
             description=recipe.description if last else "",
@@ -440,15 +446,18 @@ def _to_unit(
     image: np.ndarray, reference: np.ndarray | None = None, intensity_range: Range | None = None
 ) -> np.ndarray:
     """``image`` on [0, 1]: mapped with ``intensity_range``, else as :func:`restore` would map ``reference``
-    (default: ``image`` itself)."""
+    (default: ``image`` itself). An RGB(A) image ``(H, W, 3 or 4)`` becomes channel-first RGB ``(3, H, W)``, for
+    colour policies."""
     image = np.asarray(image)
-    if check_image(image).channel_axis is not None:
+    rgb = check_image(image).channel_axis is not None
+    if rgb and image.ndim != 3:
         raise ValueError(
-            f"training takes grayscale images or stacks of them; got shape {image.shape}, which looks like RGB(A). "
-            "Pass one channel, image[..., 0]."
+            f"training takes grayscale images or stacks of them, or single RGB images (H, W, 3); got shape "
+            f"{image.shape}. Pass one image at a time."
         )
     low, high = intensity_range or default_intensity_range(np.asarray(reference if reference is not None else image))
-    return ((image.astype(np.float64) - low) / (high - low)).astype(np.float32)
+    unit = ((image.astype(np.float64) - low) / (high - low)).astype(np.float32)
+    return np.ascontiguousarray(np.moveaxis(unit[..., :3], -1, 0)) if rgb else unit
 
 
 def clean_images(
@@ -569,6 +578,7 @@ def fine_tune(
     seed: int = 0,
     validate_every: int = 20,
     name: str | None = None,
+    rollout: str | None = None,
 ) -> Iterator[TrainUpdate]:
     """Adapt a policy to your data, yielding a :class:`~napari_pixelrl.core.trainer.TrainUpdate` per episode.
 
@@ -595,6 +605,9 @@ def fine_tune(
         As in :class:`~napari_pixelrl.core.config.TrainConfig`.
     name : str, optional
         Name of the new policy (default: the run folder's name).
+    rollout : str, optional
+        ``"sample"`` or ``"greedy"`` (see :class:`~napari_pixelrl.core.config.TrainConfig`); by default what the
+        starting policy's last training stage used (``"greedy"`` for ``fading``, else the paper's ``"sample"``).
 
     Example
     -------
@@ -613,15 +626,21 @@ def fine_tune(
     # which keeps the starting policy's (TrainConfig insists on a noise level, so an unknown one is recorded as 0).
     noise = data.noise if isinstance(data, SyntheticNoise) else start.noise_model
     record = data.record()
+    if rollout is None:
+        stages = start.training.get("stages") or [{}]
+        rollout = stages[-1].get("config", {}).get("rollout", "sample")
     config = TrainConfig(
         objective=objective,
         data=str(record.get("source", "")),
         noise=noise if noise.sigma is not None or not noise.uses_sigma else NoiseModel(sigma=0.0),
         init=start.source or start.name,
+        action_set=start.action_set.name,
+        model=start.model.config,
         episodes=episodes,
         batch_size=batch_size,
         crop_size=crop_size,
         steps=start.steps,
+        rollout=rollout,
         lr=lr,
         max_rotation=0.0,
         seed=seed,
@@ -677,7 +696,7 @@ def estimate_episode_seconds(
         objective=objective, batch_size=batch_size, crop_size=crop_size, steps=policy.steps, precision=precision
     )
     rng = np.random.default_rng(0)
-    clean = rng.random((batch_size, 1, crop_size, crop_size), dtype=np.float32)
+    clean = rng.random((batch_size, policy.action_set.channels, crop_size, crop_size), dtype=np.float32)
     noisy = degrade(clean, NoiseModel(sigma=25.0), rng)
     clean_t, noisy_t = (
         torch.from_numpy(a).to(target).contiguous(memory_format=torch.channels_last) for a in (clean, noisy)

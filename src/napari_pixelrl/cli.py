@@ -119,16 +119,15 @@ def _level(values: list[float] | None) -> float | tuple[float, float] | None:
 
 def _noise_from_flags(args: argparse.Namespace) -> NoiseModel | None:
     """The noise model the flags describe, or ``None`` when no noise flag was given."""
-    flags = (args.noise, args.sigma, args.gain, args.density, args.font_size)
+    flags = (args.noise, args.sigma, args.gain, args.density, args.font_size, args.strength)
     if all(flag is None for flag in flags):
         return None
     kind = args.noise or "gaussian"
     sigma = _level(args.sigma)
     if sigma is None and kind == "gaussian":
         raise ValueError("Gaussian noise needs --sigma")
-    return NoiseModel(
-        kind=kind, sigma=sigma, gain=_level(args.gain), density=_level(args.density), font_size=_level(args.font_size)
-    )
+    levels = {name: _level(getattr(args, name)) for name in ("gain", "density", "font_size", "strength")}
+    return NoiseModel(kind=kind, sigma=sigma, **levels)
 
 
 _TRAIN_FLAGS = {  # flag -> TrainConfig field, for the plain-valued settings
@@ -231,23 +230,28 @@ def _train(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     policy = api.load_policy(args.policy)
-    clean = getattr(skimage.data, args.image)()
-    if clean.ndim != 2 or clean.dtype != np.uint8:
-        raise ValueError(
-            f"the demo needs a grayscale scikit-image sample (camera, coins, moon, ...), not {args.image!r}"
-        )
+    rgb = policy.action_set.channels == 3
+    name = args.image or ("chelsea" if rgb else "camera")
+    clean = getattr(skimage.data, name)()
+    if clean.ndim != (3 if rgb else 2) or clean.dtype != np.uint8:
+        samples = "chelsea, astronaut, coffee, ..." if rgb else "camera, coins, moon, ..."
+        kind = "a colour" if rgb else "a grayscale"
+        raise ValueError(f"policy {policy.name} needs {kind} scikit-image sample ({samples}), not {name!r}")
     clean = clean.astype(np.float32) / 255.0
     noise = _noise_from_flags(args) or policy.noise_model.typical()
     if noise.uses_sigma and noise.sigma is None:
         noise = replace(noise, sigma=25.0)  # a policy trained on data of unknown noise level
-    noisy = degrade(clean, noise, np.random.default_rng(args.seed))
+    if rgb:  # colour changes work on channel-first RGB
+        noisy = np.moveaxis(degrade(np.moveaxis(clean, -1, 0), noise, np.random.default_rng(args.seed)), 0, -1)
+    else:
+        noisy = degrade(clean, noise, np.random.default_rng(args.seed))
     result = api.restore(noisy, policy, device=args.device, intensity_range=(0.0, 1.0))
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     Image.fromarray(to_uint8(noisy)).save(out / "noisy.png")
     Image.fromarray(to_uint8(result.image)).save(out / "restored.png")
     action_montage(result.actions, policy.action_set).save(out / "actions.png")
-    print(f"{args.image} + {noise.describe()} restored by policy {policy.name}, {result.actions.shape[0]} steps")
+    print(f"{name} + {noise.describe()} restored by policy {policy.name}, {result.actions.shape[0]} steps")
     print(f"PSNR  noisy {psnr(noisy, clean):.2f} dB  restored {psnr(result.image, clean):.2f} dB")
     print(f"wrote {out / 'noisy.png'}, {out / 'restored.png'} and {out / 'actions.png'} (action map per step)")
     return 0
@@ -290,6 +294,9 @@ def _noise_flags(sub: argparse.ArgumentParser, what: str) -> None:
     )
     sub.add_argument(
         "--font-size", type=float, nargs="+", metavar="PX", help="text: font height in pixels (default 10 20)"
+    )
+    sub.add_argument(
+        "--strength", type=float, nargs="+", metavar="S", help="fading: how far colours faded (default 0.15)"
     )
 
 
@@ -398,7 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--output", default="pixelrl-demo", metavar="OUTDIR", help="folder for the PNGs")
     demo.add_argument("--policy", default="gaussian-25", help="shipped policy name or checkpoint (default gaussian-25)")
     demo.add_argument(
-        "--image", default="camera", help="scikit-image sample: camera, coins, moon, ... (default camera)"
+        "--image",
+        default=None,
+        help="scikit-image sample: camera, coins, moon, ... (default camera; chelsea for a colour policy)",
     )
     demo.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     demo.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N or mps")

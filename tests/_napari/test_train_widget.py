@@ -10,7 +10,7 @@ from qtpy.QtCore import QTimer
 from napari_pixelrl import api
 from napari_pixelrl._napari.train_widget import TrainWidget
 from napari_pixelrl.core.config import NoiseModel
-from napari_pixelrl.core.noise import degrade
+from napari_pixelrl.core.noise import degrade, fade_colors
 
 WAIT_MS = 120_000
 
@@ -155,3 +155,29 @@ def test_a_noisy_stack_trains_from_consecutive_frames(viewer, qtbot, scene, tmp_
     policy = api.load_policy(tmp_path / "run" / "policy.safetensors")
     assert policy.training["stages"][-1]["data"]["kind"] == "noisy/noisy pairs"
     assert viewer.layers["stack preview (training)"].data.shape == (64, 64)
+
+
+def test_a_colour_style_trains_from_before_after_rgb_layers(viewer, qtbot, tmp_path):
+    from skimage import data
+
+    after = data.chelsea()[100:164, 150:214]
+    unit = np.moveaxis(after.astype(np.float32) / 255, -1, 0)
+    before = np.rint(np.moveaxis(fade_colors(unit, 0.3), 0, -1) * 255).astype(np.uint8)
+    viewer.add_image(before, name="before")
+    viewer.add_image(after, name="after")
+    widget = dock(viewer)
+    widget.task_box.set_task("fading")
+    widget.set_source("pairs")
+    assert (widget.first_label.text(), widget.second_label.text()) == ("before (RGB)", "after (RGB)")
+    assert widget.policy_box.policy.name == "fading"
+    widget.first_layer.select("before")
+    widget.second_layer.select("after")
+    tiny(widget, tmp_path / "run", 3)
+    widget.train()
+    qtbot.waitUntil(lambda: not widget.running, timeout=WAIT_MS)
+    policy = api.load_policy(tmp_path / "run" / "policy.safetensors")
+    assert policy.action_set.name == "color" and policy.training["stages"][-1]["config"]["rollout"] == "greedy"
+    assert policy.training["stages"][-1]["data"]["kind"] == "noisy/clean pairs"
+    preview = viewer.layers["before preview (training)"]
+    assert preview.rgb and preview.data.shape == (64, 64, 3)
+    np.testing.assert_allclose(preview.data, api.restore(before, policy).image, atol=1e-3)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_pixelrl.core.baselines import adaptive_median_filter, median_filter
+from napari_pixelrl.core.baselines import adaptive_median_filter, auto_levels, median_filter
 
 
 def _adaptive_median_loop(image: np.ndarray, max_size: int) -> np.ndarray:
@@ -52,3 +52,16 @@ def test_median_filter_and_bad_sizes():
         median_filter(image, 4)
     with pytest.raises(ValueError, match="max_size"):
         adaptive_median_filter(image, 5 + 1)
+
+
+def test_auto_levels_stretches_percentiles_to_black_and_white():
+    rng = np.random.default_rng(0)
+    image = (0.2 + 0.5 * rng.random((40, 30, 3)) * [1.0, 0.8, 0.6]).astype(np.float32)
+    per_channel = auto_levels(image, 1, 99)
+    for c in range(3):
+        lo, hi = np.percentile(image[..., c], [1, 99])
+        np.testing.assert_allclose(per_channel[..., c], np.clip((image[..., c] - lo) / (hi - lo), 0, 1), atol=1e-6)
+    lo, hi = np.percentile(image, [1, 99])
+    np.testing.assert_allclose(auto_levels(image, 1, 99, per_channel=False), np.clip((image - lo) / (hi - lo), 0, 1))
+    with pytest.raises(ValueError, match="RGB"):
+        auto_levels(image[..., 0])

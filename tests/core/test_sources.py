@@ -27,13 +27,13 @@ def test_noisy_target_reward_is_unbiased():
     clean = rng.random((64, 64)).astype(np.float32)
     state = degrade(clean, NoiseModel(sigma=25.0), rng)
     after = box_filter(torch.from_numpy(state)[None, None])[0, 0].numpy()
-    x, s, s_next = (torch.from_numpy(a).double() for a in (clean, state, after))
+    x, s, s_next = (torch.from_numpy(a).double()[None, None] for a in (clean, state, after))
     clean_reward = step_reward(x, s, s_next)
     draws = 400
     noise = NoiseModel(kind="poisson-gaussian", gain=0.05, sigma=5.0)  # signal-dependent, zero-mean
     total = torch.zeros_like(clean_reward)
     for _ in range(draws):
-        target = torch.from_numpy(degrade(clean, noise, rng)).double()
+        target = torch.from_numpy(degrade(clean, noise, rng)).double()[None, None]
         total += step_reward(target, s, s_next)
     mean_noisy = total / draws
     # Per pixel the difference is 255 · 2n(s' - s): standard error of the pixel-and-draw mean.

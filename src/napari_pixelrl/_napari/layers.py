@@ -86,18 +86,19 @@ def layer_data(layer: Layer) -> LayerData:
 
 
 def layer_image(layer: Layer) -> np.ndarray:
-    """The grayscale image or ``(N, H, W)`` stack that the Train panel learns from, in memory.
+    """The grayscale image, ``(N, H, W)`` stack or RGB(A) image ``(H, W, 3 or 4)`` that the Train panel learns
+    from, in memory.
 
     Raises
     ------
     TypeError, ValueError
-        As :func:`layer_data`, and for RGB(A) or more than three dimensions, naming the fix.
+        As :func:`layer_data`, and for RGB stacks or more than three dimensions, naming the fix.
     """
     data, rgb = layer_data(layer)
-    if rgb:
+    if rgb and data.ndim > 3:
         raise ValueError(
-            f"layer {layer.name!r} is an RGB(A) image; training works on grayscale. "
-            "Split it into channels (right-click the layer > Split RGB) and train on one channel."
+            f"layer {layer.name!r} is a stack of RGB images {tuple(data.shape)}; colour training takes one RGB "
+            "image per layer. Add one image as its own layer first, e.g. viewer.add_image(layer.data[0])."
         )
     if data.ndim > 3:
         raise ValueError(
@@ -140,7 +141,7 @@ def result_layers(source: Image, result: Restoration, policy: Policy, *, action_
         metadata=_tag("restored", source, policy),
     )
 
-    layout = image_layout(result.image.shape, rgb=source.rgb)
+    layout = image_layout(result.image.shape, rgb=source.rgb, channels=policy.action_set.channels)
 
     def with_steps(values: tuple, step: object, channel: object) -> tuple:
         """The maps' axes, ``(*stack, step, y, x)``, from the layer's (an RGB layer's colour axis is no layer

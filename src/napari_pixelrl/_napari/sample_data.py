@@ -16,10 +16,12 @@ from ..core.noise import degrade
 __all__ = [
     "CAMERA_NOISE",
     "CELL_NOISE",
+    "CHELSEA_FADING",
     "COINS_TEXT",
     "MOON_IMPULSES",
     "camera_gaussian",
     "cell_poisson_gaussian",
+    "chelsea_faded",
     "coins_text",
     "moon_salt_and_pepper",
 ]
@@ -33,6 +35,8 @@ MOON_IMPULSES = NoiseModel(kind="salt-and-pepper", density=0.5)
 """Half the pixels black or white: for the ``salt-and-pepper`` policy."""
 COINS_TEXT = NoiseModel(kind="text", density=0.15)
 """Random text over 15% of the image: for the ``text-removal`` policy."""
+CHELSEA_FADING = NoiseModel(kind="fading", strength=0.15)
+"""Faded colours (lower saturation and contrast, warm cast, lifted blacks): for the ``fading`` policy."""
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
@@ -41,7 +45,11 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 
 def _noisy_and_clean(clean: np.ndarray, noise: NoiseModel, name: str, seed: int) -> list[tuple]:
     unit = clean.astype(np.float32) / 255.0
-    noisy = _to_uint8(degrade(unit, noise, np.random.default_rng(seed)))
+    if clean.ndim == 3:  # RGB: degradations of colour work on channel-first images
+        unit = np.moveaxis(degrade(np.moveaxis(unit, -1, 0), noise, np.random.default_rng(seed)), 0, -1)
+    else:
+        unit = degrade(unit, noise, np.random.default_rng(seed))
+    noisy = _to_uint8(unit)
     return [
         (clean, {"name": f"{name} (clean)", "visible": False}, "image"),
         (noisy, {"name": f"{name} ({noise.describe()})"}, "image"),
@@ -67,3 +75,8 @@ def moon_salt_and_pepper() -> list[tuple]:
 def coins_text() -> list[tuple]:
     """scikit-image's *coins* (303x384 grey) with random text drawn over 15% of it, and the clean image."""
     return _noisy_and_clean(data.coins(), COINS_TEXT, "coins", seed=0)
+
+
+def chelsea_faded() -> list[tuple]:
+    """scikit-image's *chelsea* (a 300x451 RGB photograph) with faded colours, and the original."""
+    return _noisy_and_clean(data.chelsea(), CHELSEA_FADING, "chelsea", seed=0)

@@ -52,7 +52,7 @@ from ..api import (
     noisy_pairs,
     restore,
 )
-from ..core.config import NoiseModel
+from ..core.config import RGB_TASKS, NoiseModel
 from ..core.noise import degrade
 from ..core.sources import TrainingData
 from ..core.trainer import POLICY_FILE, TrainUpdate
@@ -207,6 +207,11 @@ class TrainWidget(QWidget):
         self.density.setSingleStep(0.05)
         self.density.setValue(0.2)
         self.density.setToolTip("Salt-and-pepper, text: fraction of the pixels replaced")
+        self.strength = QDoubleSpinBox()
+        self.strength.setRange(0.01, 1.0)
+        self.strength.setSingleStep(0.05)
+        self.strength.setValue(0.15)
+        self.strength.setToolTip("Fading (RGB): how far the colours have faded (0.15 is the shipped policy's)")
         self.policy_box = PolicyPicker("poisson-gaussian")
         self.budget = QDoubleSpinBox()
         self.budget.setRange(0.1, 100000)
@@ -277,7 +282,8 @@ class TrainWidget(QWidget):
         noise = QHBoxLayout(self.noise_row)
         noise.setContentsMargins(0, 0, 0, 0)
         self._noise_fields = {}
-        for name, widget in (("σ", self.sigma), ("gain", self.gain), ("density", self.density)):
+        fields = (("σ", self.sigma), ("gain", self.gain), ("density", self.density), ("strength", self.strength))
+        for name, widget in fields:
             label = QLabel(name)
             noise.addWidget(label)
             noise.addWidget(widget)
@@ -336,6 +342,8 @@ class TrainWidget(QWidget):
             "noisy-pairs": ("noisy image 1", "noisy image 2"),
             "noisy": ("noisy image", None),
         }[self.source]
+        if self.source == "pairs" and self.task_box.task in RGB_TASKS:  # a colour style: before/after pairs
+            labels = ("before (RGB)", "after (RGB)")
         self.first_label.setText(labels[0])
         self.second_label.setText(labels[1] or "")
         self.second_label.setVisible(labels[1] is not None)
@@ -347,10 +355,11 @@ class TrainWidget(QWidget):
 
     def _on_task_changed(self, task: str) -> None:
         self.policy_box.set_task(task)
-        shown = {"gaussian": ("σ",), "poisson-gaussian": ("σ", "gain")}.get(task, ("density",))
+        shown = {"gaussian": ("σ",), "poisson-gaussian": ("σ", "gain"), "fading": ("strength",)}.get(task, ("density",))
         for name, pair in self._noise_fields.items():
             for widget in pair:
                 widget.setVisible(name in shown)
+        self._on_source_changed()
 
     def _fold_advanced(self, unfolded: bool) -> None:
         for child in self.advanced.findChildren(QWidget):
@@ -365,7 +374,8 @@ class TrainWidget(QWidget):
             return
         neighbours = self.source == "noisy" and self.method_box.currentData() == "neighbours"
         self._suggesting = True
-        self.crop_size.setValue(default_crop_size(tuple(layer.data.shape), neighbours))
+        shape = tuple(layer.data.shape)[: -1 if layer.rgb else None]  # an RGB layer's colour axis is no plane axis
+        self.crop_size.setValue(default_crop_size(shape, neighbours))
         self._suggesting = False
 
     def _settings(self) -> dict:
@@ -385,6 +395,8 @@ class TrainWidget(QWidget):
             return NoiseModel(kind="gaussian", sigma=self.sigma.value())
         if task == "poisson-gaussian":
             return NoiseModel(kind="poisson-gaussian", sigma=self.sigma.value(), gain=self.gain.value())
+        if task == "fading":
+            return NoiseModel(kind="fading", strength=self.strength.value())
         return NoiseModel(kind=task, density=self.density.value())
 
     def _data(self) -> tuple[TrainingData, Image, Preview]:
@@ -392,8 +404,8 @@ class TrainWidget(QWidget):
         first = self.first_layer.layer()
         if first is None:
             raise ValueError("there is no image layer to train on; open an image or a sample first")
-        image = layer_image(first)  # an image, or a stack of planes
-        planes = [image] if image.ndim == 2 else list(image)
+        image = layer_image(first)  # an image, a stack of planes, or one RGB image
+        planes = [image] if image.ndim == 2 or first.rgb else list(image)
         middle = planes[len(planes) // 2]
         source = self.source
         if source == "noisy":
@@ -414,20 +426,23 @@ class TrainWidget(QWidget):
             raise ValueError(
                 f"{first.name!r} is {image.shape} and {second.name!r} is {other.shape}: pairs must be the same size"
             )
-        pairs = list(zip(planes, [other] if other.ndim == 2 else list(other), strict=True))
+        pairs = list(zip(planes, [other] if other.ndim == 2 or second.rgb else list(other), strict=True))
         helper = noisy_clean_pairs if source == "pairs" else noisy_pairs
         data = helper(pairs, intensity_range=whole)
         return data, first, self._preview(middle, image, None)
 
     def _preview(self, image: np.ndarray, whole: np.ndarray, noise: NoiseModel | None) -> Preview:
         """The centre of a plane (at most 128x128), mapped with the range of the ``whole`` layer as restoring it
-        would; degraded with ``noise`` when the image is clean."""
-        top, left = (max(0, (n - PREVIEW_SIZE) // 2) for n in image.shape)
+        would; degraded with ``noise`` when the image is clean. An RGB(A) image keeps its colour axis last."""
+        top, left = (max(0, (n - PREVIEW_SIZE) // 2) for n in image.shape[:2])
         crop = image[top : top + PREVIEW_SIZE, left : left + PREVIEW_SIZE]
         low, high = default_intensity_range(whole)
         if noise is None:
             return Preview(np.ascontiguousarray(crop), (low, high), (top, left))
         unit = (crop.astype(np.float32) - low) / (high - low)
+        if noise.kind in RGB_TASKS:  # colour changes work on channel-first RGB
+            faded = degrade(np.moveaxis(unit[..., :3], -1, 0), noise, np.random.default_rng(0))
+            return Preview(np.moveaxis(faded, 0, -1), (0.0, 1.0), (top, left))
         return Preview(degrade(unit, noise, np.random.default_rng(0)), (0.0, 1.0), (top, left))
 
     def _run_dir(self, layer: Image) -> Path:

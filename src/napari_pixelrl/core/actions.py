@@ -1,4 +1,5 @@
-"""Pixel-wise actions: pure, batched torch functions on ``(B, 1, H, W)`` float tensors.
+"""Pixel-wise actions: pure, batched torch functions on ``(B, C, H, W)`` float tensors (the paper's nine grey-level
+actions here on ``C = 1``; its colour actions on RGB in :mod:`.color`).
 
 Each action maps the whole current image to a candidate image; every pixel then takes the candidate of its own
 action (:func:`apply_actions`). Only the filters that at least one pixel chose are computed.
@@ -212,6 +213,23 @@ class ActionSet:
     """How far (pixels) any action looks from the pixel it changes; decides, with the network, a tile's halo."""
     description: str = ""
     """One line for users: what the actions are for."""
+    channels: int = 1
+    """Channels of the state the actions change: 1 (grayscale) or 3 (RGB)."""
+    observe: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """What the network sees of a state (e.g. RGB → CIELAB); ``None``: the state itself."""
+    error: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    """Per-pixel error ``(B, 1, H, W)`` of a state against the target, ``error(target, state)``; a step's reward is
+    its decrease. ``None``: ``255 · Σ_channels (target - state)²``, the paper's denoising reward."""
+
+    def network_input(self, state: torch.Tensor) -> torch.Tensor:
+        """The network's view of ``state`` (:attr:`observe`)."""
+        return state if self.observe is None else self.observe(state)
+
+    def pixel_error(self, target: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Per-pixel error of ``state`` against ``target``, ``(B, 1, H, W)`` (:attr:`error`)."""
+        if self.error is None:
+            return 255.0 * (target - state).square().sum(dim=1, keepdim=True)
+        return self.error(target, state)
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -236,6 +254,9 @@ class ActionSet:
         version: int = 1,
         colors: Sequence[tuple[int, int, int]] | None = None,
         description: str = "",
+        channels: int = 1,
+        observe: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        error: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> ActionSet:
         """Build an action set from named tensor functions (channel order = the mapping's order).
 
@@ -244,7 +265,7 @@ class ActionSet:
         name : str
             Name recorded in checkpoints.
         functions : Mapping[str, Callable]
-            Action name -> function of the whole current image ``(B, 1, H, W)`` float to a candidate image of the
+            Action name -> function of the whole current image ``(B, channels, H, W)`` float to a candidate image of the
             same shape and dtype. Functions must be pure (no state between calls) and work on any device.
         radius : int
             How far (pixels) the widest action looks from the pixel it changes (2 for a 5x5 filter, 0 for a
@@ -255,6 +276,10 @@ class ActionSet:
             Colours in action maps; by default from a fixed palette.
         description : str
             One line for users.
+        channels : int
+            Channels of the images the functions take and return: 1 (grayscale, the default) or 3 (RGB).
+        observe, error : callable, optional
+            The network's view of a state and the per-pixel error that rewards measure (see the attributes).
 
         Raises
         ------
@@ -271,7 +296,9 @@ class ActionSet:
         colors = list(colors) if colors is not None else [_PALETTE[i % len(_PALETTE)] for i in range(len(functions))]
         if len(colors) != len(functions):
             raise ValueError(f"got {len(colors)} colours for {len(functions)} actions")
-        probe = torch.rand(2, 1, 2 * radius + 8, 2 * radius + 9, generator=torch.Generator().manual_seed(0))
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
+        probe = torch.rand(2, channels, 2 * radius + 8, 2 * radius + 9, generator=torch.Generator().manual_seed(0))
         actions = []
         for (action_name, function), color in zip(functions.items(), colors, strict=True):
             if not action_name or not callable(function):
@@ -280,11 +307,20 @@ class ActionSet:
             if not isinstance(result, torch.Tensor) or result.shape != probe.shape or result.dtype != probe.dtype:
                 got = tuple(result.shape) if isinstance(result, torch.Tensor) else type(result).__name__
                 raise ValueError(
-                    f"action {action_name!r} of {name!r} must map a (B, 1, H, W) float tensor to one of the same "
-                    f"shape and dtype; for {tuple(probe.shape)} float32 it returned {got}"
+                    f"action {action_name!r} of {name!r} must map a (B, {channels}, H, W) float tensor to one of "
+                    f"the same shape and dtype; for {tuple(probe.shape)} float32 it returned {got}"
                 )
             actions.append(Action(action_name, function, tuple(int(c) for c in color)))
-        return cls(name=name, version=version, actions=tuple(actions), radius=radius, description=description)
+        return cls(
+            name=name,
+            version=version,
+            actions=tuple(actions),
+            radius=radius,
+            description=description,
+            channels=channels,
+            observe=observe,
+            error=error,
+        )
 
 
 # Tableau-like colours; DENOISE's nine are among the first ten.
@@ -405,7 +441,7 @@ def apply_actions(image: torch.Tensor, action_map: torch.Tensor, action_set: Act
     Parameters
     ----------
     image : torch.Tensor
-        Current state, ``(B, 1, H, W)`` float.
+        Current state, ``(B, C, H, W)`` float with ``C = action_set.channels``.
     action_map : torch.Tensor
         Action index per pixel, ``(B, H, W)`` integer, values in ``[0, len(action_set))``.
     action_set : ActionSet
@@ -414,10 +450,13 @@ def apply_actions(image: torch.Tensor, action_map: torch.Tensor, action_set: Act
     Returns
     -------
     torch.Tensor
-        Next state, ``(B, 1, H, W)``: ``out[b, 0, y, x] = action_set[action_map[b, y, x]](image)[b, 0, y, x]``.
+        Next state, ``(B, C, H, W)``: ``out[b, :, y, x] = action_set[action_map[b, y, x]](image)[b, :, y, x]``.
         Candidates are computed only for the actions that appear in ``action_map``.
     """
-    _check_image(image)
+    if image.ndim != 4 or image.shape[1] != action_set.channels:
+        raise ValueError(
+            f"action set {action_set.name!r} works on (B, {action_set.channels}, H, W) states, got {tuple(image.shape)}"
+        )
     if action_map.shape != (image.shape[0], *image.shape[2:]):
         raise ValueError(f"action_map shape {tuple(action_map.shape)} does not match image {tuple(image.shape)}")
     chosen = torch.unique(action_map).tolist()
@@ -425,8 +464,8 @@ def apply_actions(image: torch.Tensor, action_map: torch.Tensor, action_set: Act
         raise ValueError(f"action indices must lie in [0, {len(action_set)}), got {chosen[0]}..{chosen[-1]}")
     if len(chosen) == 1:
         return action_set.actions[chosen[0]].apply(image)
-    candidates = torch.stack([action_set.actions[a].apply(image) for a in chosen])  # (K, B, 1, H, W)
+    candidates = torch.stack([action_set.actions[a].apply(image) for a in chosen])  # (K, B, C, H, W)
     slot = torch.full((len(action_set),), -1, dtype=torch.long, device=image.device)
     slot[chosen] = torch.arange(len(chosen), device=image.device)
     index = slot[action_map.long()].unsqueeze(1).unsqueeze(0)  # (1, B, 1, H, W)
-    return candidates.gather(0, index).squeeze(0)
+    return candidates.gather(0, index.expand(1, *image.shape)).squeeze(0)

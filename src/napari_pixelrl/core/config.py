@@ -90,12 +90,16 @@ TASKS = {
     "poisson-gaussian": "microscopy noise (Poisson-Gaussian)",
     "salt-and-pepper": "salt-and-pepper noise",
     "text": "overlaid text",
+    "fading": "faded colours (RGB)",
 }
 """What a policy restores, by the kind of degradation it was trained to undo: kind -> label for users."""
 NOISE_KINDS = tuple(TASKS)
-_PARAMETERS = ("sigma", "gain", "density", "font_size")  # the Level fields of a NoiseModel
-_NO_SIGMA = ("salt-and-pepper", "text")  # kinds without Gaussian noise
+RGB_TASKS = ("fading",)
+"""Tasks whose policies restore RGB images (the colour action set); the others restore grayscale planes."""
+_PARAMETERS = ("sigma", "gain", "density", "font_size", "strength")  # the Level fields of a NoiseModel
+_NO_SIGMA = ("salt-and-pepper", "text", "fading")  # kinds without Gaussian noise
 TEXT_FONT_SIZE = (10.0, 20.0)
+FADING_STRENGTH = 0.15
 
 Level = float | tuple[float, float]
 """A noise parameter: one value, or a ``(low, high)`` range drawn uniformly per image (a blind policy)."""
@@ -127,10 +131,13 @@ class NoiseModel:
     * ``"text"`` (blind inpainting): random strings of letters and digits in random grey levels, drawn with
       Pillow's built-in font of ``font_size`` pixels (default 10-20) at random places, until a fraction ``density``
       of the pixels is covered (:func:`~napari_pixelrl.core.noise.overlay_text`).
+    * ``"fading"`` (RGB images): lower saturation and contrast, a warm cast and lifted blacks, all set by one
+      ``strength`` (default 0.15) (:func:`~napari_pixelrl.core.noise.fade_colors`).
     """
 
     kind: str = "gaussian"
-    """One of ``"gaussian"``, ``"poisson-gaussian"``, ``"salt-and-pepper"``."""
+    """One of :data:`NOISE_KINDS`: ``"gaussian"``, ``"poisson-gaussian"``, ``"salt-and-pepper"``, ``"text"``,
+    ``"fading"``."""
     sigma: Level | None = 25.0
     """Gaussian standard deviation on the 0-255 scale (read noise for Poisson-Gaussian); ``None`` when unknown."""
     gain: Level | None = None
@@ -139,6 +146,8 @@ class NoiseModel:
     """Salt-and-pepper and text only: fraction of pixels replaced."""
     font_size: Level | None = None
     """Text only: height of the font in pixels (default 10-20)."""
+    strength: Level | None = None
+    """Fading only: how far colours fade (default 0.15; see :func:`~.noise.fade_colors`)."""
 
     def __post_init__(self) -> None:
         if self.kind not in NOISE_KINDS:
@@ -147,11 +156,13 @@ class NoiseModel:
             object.__setattr__(self, "sigma", None)
         if self.kind == "text" and self.font_size is None:
             object.__setattr__(self, "font_size", TEXT_FONT_SIZE)
+        if self.kind == "fading" and self.strength is None:
+            object.__setattr__(self, "strength", FADING_STRENGTH)
         for name in _PARAMETERS:
             object.__setattr__(self, name, _as_level(getattr(self, name), name))
         if self.kind == "poisson-gaussian" and self.gain is None:
             raise ValueError("a poisson-gaussian noise model needs a gain (intensity of one photon)")
-        if self.kind in _NO_SIGMA and self.density is None:
+        if self.kind in ("salt-and-pepper", "text") and self.density is None:
             raise ValueError(f"a {self.kind} noise model needs a density (fraction of pixels replaced)")
         if self.density is not None and max(_levels(self.density)) > 1:
             raise ValueError(f"density is a fraction of the pixels, at most 1; got {self.density!r}")
@@ -160,7 +171,7 @@ class NoiseModel:
 
     @property
     def uses_sigma(self) -> bool:
-        """Whether this kind adds Gaussian noise of level ``sigma`` (all kinds but salt-and-pepper and text)."""
+        """Whether this kind adds Gaussian noise of level ``sigma`` (not salt-and-pepper, text or colour)."""
         return self.kind not in _NO_SIGMA
 
     @property

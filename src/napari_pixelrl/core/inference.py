@@ -75,10 +75,15 @@ class RestoreProgress:
 
 @dataclass(frozen=True)
 class Layout:
-    """Which axes of an n-D array form its 2-D planes (``Y, X``: the last two that are not the channel axis)."""
+    """Which axes of an n-D array form its 2-D planes (``Y, X``: the last two that are not the channel axis).
+
+    With ``joint_channels`` (a colour policy) a plane is the RGB image ``(3, Y, X)``: the channel axis is part of
+    every plane instead of indexing planes of its own (a fourth, alpha, channel is passed through unchanged).
+    """
 
     shape: tuple[int, ...]
     channel_axis: int | None = None
+    joint_channels: bool = False
 
     @property
     def plane_axes(self) -> tuple[int, int]:
@@ -88,8 +93,28 @@ class Layout:
 
     @property
     def stack_axes(self) -> tuple[int, ...]:
-        """All other axes, in order (Z, T, channel, ...)."""
-        return tuple(axis for axis in range(len(self.shape)) if axis not in self.plane_axes)
+        """All other axes, in order (Z, T, channel, ...); the channel axis is not one with ``joint_channels``."""
+        own = (*self.plane_axes, self.channel_axis) if self.joint_channels else self.plane_axes
+        return tuple(axis for axis in range(len(self.shape)) if axis not in own)
+
+    @property
+    def range_keys(self) -> list[int | None]:
+        """What intensity ranges are kept per: each channel, or (``None``) the whole array."""
+        if self.channel_axis is None or self.joint_channels:
+            return [None]
+        return list(range(self.shape[self.channel_axis]))
+
+    def to_planes(self, window: np.ndarray) -> np.ndarray:
+        """A window read with :meth:`index` as ``(C, h, w)`` (``C = 1`` for grayscale planes)."""
+        if not self.joint_channels:
+            return window[None]
+        return np.moveaxis(window, sorted((*self.plane_axes, self.channel_axis)).index(self.channel_axis), 0)
+
+    def from_planes(self, planes: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`to_planes`: ``(C, h, w)`` back to the axes order of a window."""
+        if not self.joint_channels:
+            return planes[0]
+        return np.moveaxis(planes, 0, sorted((*self.plane_axes, self.channel_axis)).index(self.channel_axis))
 
     @property
     def plane_shape(self) -> tuple[int, int]:
@@ -117,11 +142,13 @@ class Layout:
             index[axis] = i
         y, x = self.plane_axes
         index[y], index[x] = rows, cols
+        if self.joint_channels:
+            index[self.channel_axis] = slice(None)
         return tuple(index)
 
     def channel(self, plane: tuple[int, ...]) -> int | None:
-        """Channel of a plane, or ``None`` without a channel axis."""
-        if self.channel_axis is None:
+        """Channel of a plane, or ``None`` without a channel axis (or with ``joint_channels``)."""
+        if self.channel_axis is None or self.joint_channels:
             return None
         return plane[self.stack_axes.index(self.channel_axis)]
 
@@ -131,7 +158,9 @@ def looks_rgb(shape: tuple[int, ...]) -> bool:
     return len(shape) >= 3 and shape[-1] in (3, 4) and shape[-1] < min(shape[-3], shape[-2])
 
 
-def image_layout(shape: tuple[int, ...], *, channel_axis: int | None = None, rgb: bool | None = None) -> Layout:
+def image_layout(
+    shape: tuple[int, ...], *, channel_axis: int | None = None, rgb: bool | None = None, channels: int = 1
+) -> Layout:
     """The :class:`Layout` of an array of ``shape``.
 
     Parameters
@@ -142,6 +171,9 @@ def image_layout(shape: tuple[int, ...], *, channel_axis: int | None = None, rgb
         An axis of channels, each restored as its own grayscale image with its own default intensity range.
     rgb : bool, optional
         Whether the last axis holds RGB(A) colour (a channel axis); ``None`` guesses it like napari does.
+    channels : int
+        Channels of the policy's states: 1 (grayscale planes) or 3 (RGB planes: the channel axis, of 3 or 4
+        channels, is restored jointly).
     """
     shape = tuple(int(n) for n in shape)
     ndim = len(shape)
@@ -153,20 +185,29 @@ def image_layout(shape: tuple[int, ...], *, channel_axis: int | None = None, rgb
         if not -ndim <= channel_axis < ndim or ndim < 3:
             raise ValueError(f"channel_axis {channel_axis} does not fit an array of shape {shape} (needs 3-D or more)")
         channel_axis %= ndim
-    return Layout(shape, channel_axis)
+    if channels == 1:
+        return Layout(shape, channel_axis)
+    if channel_axis is None or shape[channel_axis] not in (3, 4):
+        raise ValueError(
+            f"a colour policy restores RGB images (H, W, 3) or RGBA; got shape {shape}"
+            + ("" if channel_axis is None else f" with {shape[channel_axis]} channels on axis {channel_axis}")
+            + ". For a grayscale image pick a grayscale policy; for channels elsewhere pass channel_axis."
+        )
+    return Layout(shape, channel_axis, joint_channels=True)
 
 
-def check_image(image: Any, *, channel_axis: int | None = None, rgb: bool | None = None) -> Layout:
+def check_image(image: Any, *, channel_axis: int | None = None, rgb: bool | None = None, channels: int = 1) -> Layout:
     """Raise ``ValueError`` with the fix when ``image`` cannot be restored; return its :class:`Layout`.
 
     ``image`` is a NumPy array or any array with ``shape``, ``dtype`` and slicing (dask, zarr). NaN and infinite
-    values are looked for here in NumPy arrays, and tile by tile while restoring lazy ones.
+    values are looked for here in NumPy arrays, and tile by tile while restoring lazy ones. ``channels`` is the
+    policy's (``policy.action_set.channels``: 3 for colour, which needs an RGB(A) image).
     """
     dtype = np.dtype(image.dtype)
     if dtype.kind not in "uif":
         hint = " (a mask? convert it with image.astype(np.float32))" if dtype.kind == "b" else ""
         raise ValueError(f"restore needs a real-valued image (integer or float); got dtype {dtype}{hint}")
-    layout = image_layout(tuple(image.shape), channel_axis=channel_axis, rgb=rgb)
+    layout = image_layout(tuple(image.shape), channel_axis=channel_axis, rgb=rgb, channels=channels)
     if 0 in layout.shape or min(layout.plane_shape) < MIN_SIZE:
         raise ValueError(
             f"image of shape {layout.shape} is too small: PixelRL needs planes of at least {MIN_SIZE}x{MIN_SIZE} "
@@ -210,7 +251,7 @@ def _bands(layout: Layout, source: Any) -> list[slice]:
 def _lazy_ranges(source: Any, layout: Layout) -> dict[int | None, tuple[float, float]]:
     """Default intensity range of a lazy array, per channel, in one pass over it, band by band."""
     dtype = np.dtype(source.dtype)
-    channels = [None] if layout.channel_axis is None else list(range(layout.shape[layout.channel_axis]))
+    channels = layout.range_keys
     if dtype == np.uint8:
         return dict.fromkeys(channels, (0.0, 255.0))
     low, high = dict.fromkeys(channels, np.inf), dict.fromkeys(channels, -np.inf)
@@ -227,8 +268,8 @@ def _lazy_ranges(source: Any, layout: Layout) -> dict[int | None, tuple[float, f
 def _intensity_ranges(
     source: Any, layout: Layout, given: tuple[float, float] | None
 ) -> dict[int | None, tuple[float, float]]:
-    """``(low, high)`` per channel (key ``None`` without a channel axis)."""
-    channels = [None] if layout.channel_axis is None else list(range(layout.shape[layout.channel_axis]))
+    """``(low, high)`` per channel (key ``None`` without a channel axis, or for all channels together)."""
+    channels = layout.range_keys
     if given is not None:
         low, high = map(float, given)
         if not high > low:
@@ -236,7 +277,7 @@ def _intensity_ranges(
         return dict.fromkeys(channels, (low, high))
     if not isinstance(source, np.ndarray):
         return _lazy_ranges(source, layout)
-    if layout.channel_axis is None:
+    if channels == [None]:
         return {None: default_intensity_range(source)}
     return {c: default_intensity_range(np.take(source, c, axis=layout.channel_axis)) for c in channels}
 
@@ -327,7 +368,7 @@ def restore_steps(
     See :func:`napari_pixelrl.api.restore` for the arguments. Closing the generator abandons the work at the
     next step. Everything that can be checked (image, ranges, memory, ``out``) is checked before the first step.
     """
-    layout = check_image(image, channel_axis=channel_axis, rgb=rgb)
+    layout = check_image(image, channel_axis=channel_axis, rgb=rgb, channels=policy.action_set.channels)
     steps = policy.steps if config.steps is None else config.steps
     target = resolve_device(config.device)
     ranges = _intensity_ranges(image, layout, intensity_range)
@@ -365,14 +406,17 @@ def restore_steps(
     batches = _batches(layout, tiles, budget, channels)
     total, done = sum(len(batch) for batch in batches) * steps, 0
     for batch in batches:
-        states = []
+        states, extras = [], []
         for work in batch:
             window = _window(image, layout.index(work.plane, *work.tile.read))
             if not isinstance(image, np.ndarray):
                 _check_finite(window, work.plane, work.tile.read[0])
             low, high = ranges[layout.channel(work.plane)]
-            states.append(((window.astype(np.float64) - low) / (high - low)).astype(np.float32))
-        state = torch.from_numpy(np.stack(states))[:, None].to(target).contiguous(memory_format=torch.channels_last)
+            planes = layout.to_planes(window)  # (C, h, w); an RGBA image's alpha is passed through
+            channels_in = policy.action_set.channels
+            states.append(((planes[:channels_in].astype(np.float64) - low) / (high - low)).astype(np.float32))
+            extras.append(planes[channels_in:])
+        state = torch.from_numpy(np.stack(states)).to(target).contiguous(memory_format=torch.channels_last)
         episode = episode_steps(
             model, state, policy.action_set, steps, with_value=config.return_values, network_dtype=config.network_dtype
         )
@@ -393,7 +437,7 @@ def restore_steps(
             finished.append(step)
             done += len(batch)
             yield RestoreProgress(done=done, total=total)
-        _write(out, layout, batch, collect_episode(finished), ranges)
+        _write(out, layout, batch, collect_episode(finished), ranges, extras)
     return out
 
 
@@ -403,16 +447,19 @@ def _write(
     batch: list[_Work],
     episode: Any,
     ranges: dict[int | None, tuple[float, float]],
+    extras: list[np.ndarray],
 ) -> None:
-    """Write each tile's core of a finished episode into the outputs, the image back in its intensity units."""
-    images = episode.image[:, 0].cpu().numpy()
+    """Write each tile's core of a finished episode into the outputs, the image back in its intensity units
+    (with ``extras``, channels the policy does not change such as alpha, as they were read)."""
+    images = episode.image.cpu().numpy()  # (B, C, h, w)
     actions = episode.actions.to(torch.uint8).cpu().numpy()  # (T, B, h, w)
     values = None if episode.values is None else episode.values.float().cpu().numpy()
     for b, work in enumerate(batch):
         rows, cols = work.tile.inner
         low, high = ranges[layout.channel(work.plane)]
-        core = images[b, rows, cols].astype(np.float64) * (high - low) + low
-        out.image[layout.index(work.plane, *work.tile.write)] = core.astype(np.float32)
+        core = images[b, :, rows, cols].astype(np.float64) * (high - low) + low
+        core = np.concatenate([core, extras[b][:, rows, cols]]).astype(np.float32)
+        out.image[layout.index(work.plane, *work.tile.write)] = layout.from_planes(core)
         maps = (*work.plane, slice(None), *work.tile.write)
         out.actions[maps] = actions[:, b, rows, cols]
         if values is not None and out.values is not None:

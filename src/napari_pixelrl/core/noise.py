@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .config import Level, NoiseModel
 
-__all__ = ["add_gaussian_noise", "degrade", "overlay_text"]
+__all__ = ["add_gaussian_noise", "degrade", "fade_colors", "overlay_text"]
 
 _CHARACTERS = string.ascii_letters + string.digits
 _MAX_STRINGS = 10_000
@@ -102,7 +102,33 @@ def overlay_text(
     return out, alpha
 
 
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32).reshape(3, 1, 1)
+_WARM = np.array([0.4, 0.0, -0.4]).reshape(3, 1, 1)  # log-gains of a warm (red up, blue down) cast
+
+
+def fade_colors(clean: np.ndarray, strength: float) -> np.ndarray:
+    """Fade one RGB image ``(3, H, W)`` in [0, 1] as old prints and washed-out captures fade; clipped to [0, 1].
+
+    With ``s = strength``, in this order: saturation about each pixel's luma ``Y`` times ``exp(-1.5 s)``
+    (``Y + k (c - Y)``), contrast about mid-grey times ``exp(-s)``, a warm cast (red gain ``exp(0.4 s)``, blue gain
+    ``exp(-0.4 s)``) and blacks lifted by ``0.5 s``. One strength is one fixed change (a style that a policy can
+    learn to undo from what it sees); a range of strengths, drawn per image, makes a blind policy. The 13 colour
+    actions (:mod:`~napari_pixelrl.core.color`) can undo each change.
+    """
+    clean = np.asarray(clean, dtype=np.float32)
+    if clean.ndim != 3 or clean.shape[0] != 3:
+        raise ValueError(f"fading needs an RGB image (3, H, W), got shape {clean.shape}")
+    s = float(strength)
+    luma = (clean * _LUMA).sum(axis=0, keepdims=True)
+    image = luma + np.exp(-1.5 * s) * (clean - luma)
+    image = 0.5 + np.exp(-s) * (image - 0.5)
+    image = image * np.exp(s * _WARM) + 0.5 * s
+    return np.clip(image, 0.0, 1.0).astype(np.float32)
+
+
 def _degrade_one(clean: np.ndarray, noise: NoiseModel, rng: np.random.Generator) -> np.ndarray:
+    if noise.kind == "fading":
+        return fade_colors(clean, _draw(noise.strength, rng))
     if noise.kind == "text":  # one (H, W) plane, or (1, H, W) from a (B, 1, H, W) batch
         plane = clean.reshape(clean.shape[-2:])
         return overlay_text(plane, _draw(noise.density, rng), noise.font_size, rng)[0].reshape(clean.shape)
@@ -126,14 +152,15 @@ def degrade(clean: np.ndarray, noise: NoiseModel, rng: np.random.Generator) -> n
     ----------
     clean : np.ndarray
         One image ``(H, W)``, or a batch ``(B, H, W)`` / ``(B, 1, H, W)`` whose images each draw their own
-        parameters when the model has ranges (a blind policy's training data).
+        parameters when the model has ranges (a blind policy's training data). For ``"fading"``: one RGB image
+        ``(3, H, W)`` or a batch ``(B, 3, H, W)``.
     noise : NoiseModel
         What to apply. A fixed-σ Gaussian on one image draws exactly as :func:`add_gaussian_noise`.
     rng : np.random.Generator
         Source of all randomness.
     """
     clean = np.asarray(clean, dtype=np.float32)
-    if clean.ndim == 2:
+    if clean.ndim == 2 or (noise.kind == "fading" and clean.ndim == 3):
         return _degrade_one(clean, noise, rng)
     if clean.ndim not in (3, 4):
         raise ValueError(f"expected (H, W), (B, H, W) or (B, 1, H, W) images, got shape {clean.shape}")

@@ -23,7 +23,7 @@ class Step(NamedTuple):
     t: int
     """Step index, 0-based."""
     state: torch.Tensor
-    """State after the step, ``s_{t+1}``, ``(B, 1, H, W)``, not clipped."""
+    """State after the step, ``s_{t+1}``, ``(B, C, H, W)``, not clipped."""
     actions: torch.Tensor
     """Action chosen per pixel in ``s_t``, ``(B, H, W)`` int64."""
     value: torch.Tensor | None
@@ -34,7 +34,7 @@ class Episode(NamedTuple):
     """A whole episode of ``T`` steps for a batch of ``B`` images."""
 
     image: torch.Tensor
-    """Final state clipped to [0, 1], ``(B, 1, H, W)``."""
+    """Final state clipped to [0, 1], ``(B, C, H, W)``."""
     actions: torch.Tensor
     """Action maps, ``(T, B, H, W)`` int64."""
     values: torch.Tensor | None
@@ -87,7 +87,8 @@ def episode_steps(
     model : PixelRLNet
         Network on the same device as ``image``.
     image : torch.Tensor
-        Initial state ``s_0`` (e.g. the noisy image in [0, 1]), ``(B, 1, H, W)`` float.
+        Initial state ``s_0`` (e.g. the noisy image in [0, 1]), ``(B, C, H, W)`` float, ``C = action_set.channels``;
+        the network sees ``action_set.network_input(state)``.
     action_set : ActionSet
         Actions that the policy's output channels stand for.
     steps : int
@@ -107,7 +108,7 @@ def episode_steps(
     state, hidden = image, None
     for t in range(steps):
         with network_autocast(state.device, network_dtype):
-            out = model(state, hidden, with_value=with_value)
+            out = model(action_set.network_input(state), hidden, with_value=with_value)
         actions = choose_actions(out.logits.float(), greedy, generator)
         value = out.value[:, 0].float() if out.value is not None else None
         state, hidden = apply_actions(state, actions, action_set), out.hidden

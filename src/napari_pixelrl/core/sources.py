@@ -55,7 +55,8 @@ class TrainingData(Protocol):
     """What :class:`~napari_pixelrl.core.trainer.Trainer` needs from a source of episodes."""
 
     def batch(self, batch_size: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """``(input, target)`` crops, each ``(batch_size, 1, size, size)`` float32 in about [0, 1]."""
+        """``(input, target)`` crops, each ``(batch_size, C, size, size)`` float32 in about [0, 1] (``C``: 1 for
+        grayscale, 3 for RGB)."""
         ...
 
     def validation(self, size: int, seed: int) -> list[ValidationPair]:
@@ -83,14 +84,14 @@ def split_rows(image: np.ndarray, fraction: float, min_rows: int = 8) -> tuple[n
     ValueError
         If either part would have fewer than ``min_rows`` rows.
     """
-    rows = image.shape[0]
+    rows = image.shape[-2]
     held = max(min_rows, round(rows * fraction))
     if rows - held < min_rows:
         raise ValueError(
             f"an image of {rows} rows is too small to hold out {held} rows for validation and train on the rest; "
             f"use images of at least {2 * min_rows} rows"
         )
-    return image[: rows - held], image[rows - held :]
+    return image[..., : rows - held, :], image[..., rows - held :, :]
 
 
 class SyntheticNoise:
@@ -142,19 +143,21 @@ def paired_crops(
     Only exact pixel permutations are used as augmentation (no interpolation), so that the noise keeps its
     statistics. Images smaller than ``size`` are padded by reflection.
     """
-    crops = np.empty((2, batch_size, 1, size, size), dtype=np.float32)
+    channels = 1 if inputs[0].ndim == 2 else inputs[0].shape[0]
+    crops = np.empty((2, batch_size, channels, size, size), dtype=np.float32)
     for b in range(batch_size):
         index = int(rng.integers(len(inputs)))
-        pair = np.stack([inputs[index], targets[index]])
-        pad = [(0, 0), *((0, max(0, size - n)) for n in pair.shape[1:])]
-        if any(p for _, p in pad[1:]):
+        pair = np.stack([inputs[index], targets[index]])  # (2, H, W) or (2, C, H, W)
+        pad = [(0, 0)] * (pair.ndim - 2) + [(0, max(0, size - n)) for n in pair.shape[-2:]]
+        if any(p for _, p in pad):
             pair = np.pad(pair, pad, mode="reflect")
-        top = int(rng.integers(pair.shape[1] - size + 1))
-        left = int(rng.integers(pair.shape[2] - size + 1))
-        patch = pair[:, top : top + size, left : left + size]
+        top = int(rng.integers(pair.shape[-2] - size + 1))
+        left = int(rng.integers(pair.shape[-1] - size + 1))
+        patch = pair[..., top : top + size, left : left + size]
         if rng.random() < 0.5:
-            patch = patch[:, :, ::-1]
-        crops[:, b, 0] = np.rot90(patch, k=int(rng.integers(4)), axes=(1, 2))
+            patch = patch[..., ::-1]
+        patch = np.rot90(patch, k=int(rng.integers(4)), axes=(-2, -1))
+        crops[:, b] = patch.reshape(2, channels, size, size)
     return crops[0], crops[1]
 
 
@@ -164,8 +167,8 @@ class ImagePairs:
     Parameters
     ----------
     pairs : sequence of (np.ndarray, np.ndarray)
-        2-D float32 images in [0, 1] (see :func:`napari_pixelrl.api.fine_tune` for the mapping), same shape
-        within a pair.
+        Float32 images in [0, 1] (see :func:`napari_pixelrl.api.fine_tune` for the mapping), same shape within a
+        pair: 2-D grayscale, or channel-first RGB ``(3, H, W)`` (e.g. before/after pairs of a colour style).
     target_is_clean : bool
         Whether the targets are clean (noisy/clean pairs) or noisy (noisy/noisy pairs, frames).
     validation_fraction : float
@@ -185,8 +188,10 @@ class ImagePairs:
             raise ValueError("no image pairs given")
         self.inputs, self.targets, self.held_out = [], [], []
         for k, (a, b) in enumerate(pairs):
-            if a.shape != b.shape or a.ndim != 2:
-                raise ValueError(f"pair {k}: need two 2-D images of the same shape, got {a.shape} and {b.shape}")
+            if a.shape != b.shape or not (a.ndim == 2 or (a.ndim == 3 and a.shape[0] == 3)):
+                raise ValueError(
+                    f"pair {k}: need two images of the same shape, (H, W) or (3, H, W); got {a.shape} and {b.shape}"
+                )
             (a_train, a_val), (b_train, b_val) = split_rows(a, validation_fraction), split_rows(b, validation_fraction)
             self.inputs.append(a_train)
             self.targets.append(b_train)
@@ -206,7 +211,9 @@ class ImagePairs:
         return paired_crops(self.inputs, self.targets, batch_size, size, rng)
 
     def validation(self, size: int, seed: int) -> list[ValidationPair]:
-        return [ValidationPair(a[:, :size].copy(), b[:, :size].copy(), self.target_is_clean) for a, b in self.held_out]
+        return [
+            ValidationPair(a[..., :size].copy(), b[..., :size].copy(), self.target_is_clean) for a, b in self.held_out
+        ]
 
     def record(self) -> dict[str, Any]:
         kind = "noisy/clean pairs" if self.target_is_clean else "noisy/noisy pairs"

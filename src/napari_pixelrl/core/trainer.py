@@ -64,9 +64,17 @@ LOG_FILE = "log.jsonl"
 # --- reward and returns ---------------------------------------------------------------------------------------
 
 
-def step_reward(clean: torch.Tensor, state: torch.Tensor, next_state: torch.Tensor) -> torch.Tensor:
-    """Per-pixel reward ``255 · ((x - s_t)² - (x - s_{t+1})²)``: the decrease of the squared error."""
-    return 255.0 * ((clean - state) ** 2 - (clean - next_state) ** 2)
+def step_reward(
+    clean: torch.Tensor, state: torch.Tensor, next_state: torch.Tensor, action_set: ActionSet | None = None
+) -> torch.Tensor:
+    """Per-pixel reward: the decrease of the action set's error, ``e(x, s_t) - e(x, s_{t+1})``, ``(B, 1, H, W)``.
+
+    For grey levels (no ``action_set``, or one without its own error) ``255 · ((x - s_t)² - (x - s_{t+1})²)``;
+    for colour the decrease of the CIELAB distance (:func:`~napari_pixelrl.core.color.lab_distance`).
+    """
+    if action_set is None or action_set.error is None:
+        return 255.0 * ((clean - state) ** 2 - (clean - next_state) ** 2).sum(dim=1, keepdim=True)
+    return action_set.pixel_error(clean, state) - action_set.pixel_error(clean, next_state)
 
 
 def discounted_returns(rewards: torch.Tensor, gamma: float, reward_conv: nn.Module | None = None) -> torch.Tensor:
@@ -142,24 +150,25 @@ def episode_loss(
     counts = torch.zeros(len(action_set), dtype=torch.long, device=clean.device)
     for _ in range(config.steps):
         with network_autocast(clean.device, network_dtype):
-            out = model(state, hidden)
+            out = model(action_set.network_input(state), hidden)
         log_probs = out.logits.float().log_softmax(dim=1)
         probs = log_probs.exp()
         actions = choose_actions(log_probs.detach(), config.rollout == "greedy", generator, rows)
         if config.objective in ("expected-reward", "imitation"):
-            candidates = torch.cat([action.apply(state) for action in action_set.actions], dim=1)  # (B, A, H, W)
-            all_rewards = step_reward(clean, state, candidates)
+            candidates = [action.apply(state) for action in action_set.actions]
+            all_rewards = torch.cat([step_reward(clean, state, c, action_set) for c in candidates], dim=1)  # (B,A,H,W)
             if config.objective == "expected-reward":
                 policy_terms.append(-(probs * all_rewards).sum(dim=1, keepdim=True))
             else:
                 policy_terms.append(_imitation_term(log_probs, all_rewards, replicas))
-            next_state = candidates.gather(1, actions.unsqueeze(1))
+            chosen = actions[:, None, None].expand(-1, 1, state.shape[1], -1, -1)  # (B, 1, C, H, W)
+            next_state = torch.stack(candidates, dim=1).gather(1, chosen).squeeze(1)
         else:
             policy_terms.append(log_probs.gather(1, actions.unsqueeze(1)))
             next_state = apply_actions(state, actions, action_set)
         entropies.append(-(probs * log_probs).sum(dim=1, keepdim=True))
         values.append(out.value.float())
-        rewards.append(step_reward(clean, state, next_state))
+        rewards.append(step_reward(clean, state, next_state, action_set))
         counts += torch.bincount(actions.flatten(), minlength=len(action_set))
         state, hidden = next_state, out.hidden.detach()
 
@@ -304,10 +313,6 @@ class Trainer:
         self.device = self.replicas.join(resolve_device(config.device))
         self.rows = self.replicas.rows(config.batch_size)
         self.network_dtype = PRECISIONS[config.precision]
-        if data is None:
-            images = images if images is not None else ImageSet.from_folder(config.data, config.validation_images)
-            data = SyntheticNoise(images, config.noise, config.max_rotation, config.flip)
-        self.data = data
         if initial is not None:
             self.action_set = initial.action_set
             model = _seeded(initial.model.config, config.seed)
@@ -319,11 +324,19 @@ class Trainer:
             self.action_set = get_action_set(config.action_set)
             model = _seeded(config.model, config.seed)
             self._history = []
-        if model.config.n_actions != len(self.action_set):
+        wanted = {"n_actions": len(self.action_set), "in_channels": self.action_set.channels}
+        if any(getattr(model.config, key) != value for key, value in wanted.items()):
+            fix = ", ".join(f"{key}={value}" for key, value in wanted.items())
             raise ValueError(
-                f"the model has {model.config.n_actions} action channels, action set {self.action_set.name!r} has "
-                f"{len(self.action_set)} actions; train with model=ModelConfig(n_actions={len(self.action_set)})"
+                f"the model has {model.config.n_actions} action channels and {model.config.in_channels} input "
+                f"channel(s); action set {self.action_set.name!r} needs {len(self.action_set)} and "
+                f"{self.action_set.channels}: train with model=ModelConfig({fix})"
             )
+        if data is None:
+            if images is None:
+                images = ImageSet.from_folder(config.data, config.validation_images, channels=self.action_set.channels)
+            data = SyntheticNoise(images, config.noise, config.max_rotation, config.flip)
+        self.data = data
         self.model = model.to(self.device, memory_format=torch.channels_last).train()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.rng = np.random.default_rng(config.seed)
@@ -333,6 +346,15 @@ class Trainer:
         self._stop_requested = False
         self._commit, self._machine = source_commit(), describe_machine(self.device)
         self.validation = data.validation(config.validation_crop, config.seed)
+        for pair in self.validation[:1]:
+            channels = 1 if pair.input.ndim == 2 else pair.input.shape[0]
+            if channels != self.action_set.channels:
+                kinds = {1: "grayscale", 3: "RGB"}
+                raise ValueError(
+                    f"the training images are {kinds.get(channels, channels)} but action set "
+                    f"{self.action_set.name!r} works on {kinds[self.action_set.channels]} images; train a "
+                    f"{kinds[self.action_set.channels]} policy on {kinds[self.action_set.channels]} data"
+                )
         if (self.run_dir / STATE_FILE).exists():
             self._resume()
 
@@ -428,7 +450,7 @@ class Trainer:
             return math.nan
         scores = []
         for pair in self.validation:
-            state = self._tensor(pair.input[None, None])
+            state = self._tensor(pair.input.reshape(1, -1, *pair.input.shape[-2:]))  # (H, W) or (C, H, W)
             if self.config.objective == "denoiser":
                 restored = (state - _denoise(self.model, state)).clamp(0.0, 1.0)
             else:
@@ -436,7 +458,7 @@ class Trainer:
                     self.model, state, self.action_set, self.config.steps, network_dtype=self.network_dtype
                 )
                 restored = collect_episode(steps).image
-            scores.append(psnr(restored[0, 0].float().cpu().numpy(), pair.reference))
+            scores.append(psnr(restored[0].float().cpu().numpy().reshape(pair.reference.shape), pair.reference))
         return round(float(np.mean(scores)), 4)
 
     # -- saving and resuming ---------------------------------------------------------------------------------------
