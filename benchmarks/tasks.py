@@ -87,7 +87,7 @@ def salt_and_pepper(args: argparse.Namespace, files: list) -> None:
 def text(args: argparse.Namespace, files: list) -> None:
     methods: dict[str, Method] = {
         "ours (blind)": _policy(args.text),
-        "biharmonic (true mask)": lambda x, mask: inpaint_biharmonic(x, mask),
+        "biharmonic (true mask)": lambda x, mask: inpaint_biharmonic(x, mask, split_into_regions=True),
         "median 5x5 (blind)": lambda x, mask: median_filter(x, 5),
     }
 
@@ -117,24 +117,17 @@ def fading(args: argparse.Namespace) -> None:
     print(f"\nFaded colours, scikit-image's {' and '.join(images)} (never trained on), policy {args.fading}")
     header = ["faded ΔE", *(f"{n} ΔE" for n in methods), "faded dB", *(f"{n} dB" for n in methods)]
     header += [f"{n} s/img" for n in methods]
-    print("| strength | " + " | ".join(header) + " |")
+    print("| image, strength | " + " | ".join(header) + " |")
     print("|---" * (len(header) + 1) + "|")
-    for strength in args.strengths:
-        rows = []
-        for image in images.values():
-            clean = image.astype(np.float32) / 255.0
+    for name, image in images.items():
+        clean = image.astype(np.float32) / 255.0
+        reference = rgb2lab(clean)
+        for strength in args.strengths:
             faded = to_uint8(np.moveaxis(fade_colors(np.moveaxis(clean, -1, 0), strength), 0, -1)) / np.float32(255)
             results = [(faded, 0.0), *(timed(lambda m=m, x=faded: m(x)) for m in methods.values())]
-            reference = rgb2lab(clean)
-            rows.append(
-                [float(deltaE_cie76(reference, rgb2lab(np.clip(r, 0, 1))).mean()) for r, _ in results]
-                + [psnr(r, clean) for r, _ in results]
-                + [seconds for _, seconds in results[1:]]
-            )
-        means = np.mean(rows, axis=0)
-        count = len(methods) + 1
-        cells = [f"{v:.2f}" for v in means[: 2 * count]] + [f"{v:.2f}" for v in means[2 * count :]]
-        print(f"| {strength:g} | " + " | ".join(cells) + " |", flush=True)
+            cells = [f"{float(deltaE_cie76(reference, rgb2lab(np.clip(r, 0, 1))).mean()):.2f}" for r, _ in results]
+            cells += [f"{psnr(r, clean):.2f}" for r, _ in results] + [f"{t:.2f}" for _, t in results[1:]]
+            print(f"| {name}, {strength:g} | " + " | ".join(cells) + " |", flush=True)
 
 
 def main() -> None:

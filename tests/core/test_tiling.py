@@ -82,17 +82,21 @@ def test_a_halo_narrower_than_the_receptive_field_would_show(monkeypatch):
 
 def test_memory_budget_picks_the_tiles_and_progress_counts_them(monkeypatch):
     policy = varied_policy()
-    image = np.random.default_rng(4).random((150, 140)).astype(np.float32)
+    image = np.random.default_rng(4).random((250, 240)).astype(np.float32)
     planned = []
     monkeypatch.setattr(inference, "plan_tiles", lambda *args: planned.append(args) or plan_tiles(*args))
     budget = episode_bytes(MIN_CORE + 2 * 54, MIN_CORE + 2 * 54, 8)  # exactly one 64-pixel core
     work = api.restore_steps(image, policy, memory_budget=budget)
     progress = list(iter(lambda: next(work, None), None))
-    assert planned == [(150, 140, MIN_CORE, 54)]
-    assert progress[-1].done == progress[-1].total == 3 * 3 * 3  # 3 x 3 tiles, 3 steps, one tile per batch
+    assert planned == [(250, 240, MIN_CORE, 54)]
+    assert progress[-1].done == progress[-1].total == 4 * 4 * 3  # 4 x 4 tiles, 3 steps, one tile per batch
     np.testing.assert_array_equal(
         api.restore(image, policy, memory_budget=budget).actions, api.restore(image, policy).actions
     )
+    # a plane that fits the budget whole is one tile, whatever the halo (which it would otherwise compute twice)
+    planned.clear()
+    api.restore(image[:150, :140], policy, memory_budget=budget)
+    assert planned == [(150, 140, 150, 54)]
 
 
 def test_a_shipped_policy_tiled_equals_untiled_on_a_noisy_photo():

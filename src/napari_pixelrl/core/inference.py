@@ -375,8 +375,13 @@ def restore_steps(
     channels = policy.model.config.width
     halo = halo_width(policy.model.config, steps, policy.action_set.radius)
     budget = default_memory_budget(target) if config.memory_budget is None else config.memory_budget
-    core = config.tile_size or tile_side_for_budget(budget, channels, halo)
     height, width = layout.plane_shape
+    if config.tile_size is not None:
+        core = config.tile_size
+    elif episode_bytes(height, width, channels) <= budget:
+        core = max(height, width)  # the whole plane fits: one tile, no halo to compute twice
+    else:
+        core = tile_side_for_budget(budget, channels, halo)
     tiles = plan_tiles(height, width, core, halo)
     largest = max(tiles, key=lambda tile: tile.read_shape[0] * tile.read_shape[1]).read_shape
     needed, free = episode_bytes(*largest, channels), available_bytes(target)
