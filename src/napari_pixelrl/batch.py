@@ -237,7 +237,14 @@ def restore_file(
             channel_axis = job.channel_axis if job.channel_axis is not None else _ome_channel_axis(path)
             steps = policy.steps if job.steps is None else job.steps
             target = outdir / f"{stem}_restored.zarr"
-            out = zarr_restoration(target, source.shape, steps, values=job.values, channel_axis=channel_axis)
+            out = zarr_restoration(
+                target,
+                source.shape,
+                steps,
+                values=job.values,
+                channel_axis=channel_axis,
+                channels=policy.action_set.channels,
+            )
             _restore(source, policy, on_progress, out=out, channel_axis=channel_axis, **options)
             outputs: tuple[Path, ...] = (target,)
             pixels = int(np.prod(source.shape))

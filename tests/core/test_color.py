@@ -191,3 +191,14 @@ def test_a_colour_policy_trains_and_improves_delta_e(tmp_path):
     assert np.mean([u.reward for u in updates[-10:]]) > 0  # lowers ΔE on training crops
     with pytest.raises(ValueError, match="in_channels=3"):
         Trainer(TrainConfig(data=str(folder), action_set="color", validation_images=1), tmp_path / "bad")
+
+
+def test_colour_restore_into_zarr_on_disk(tmp_path):
+    policy = _random_color_policy(1)
+    image = data.astronaut()[:40, :50]
+    out = api.zarr_restoration(tmp_path / "restored.zarr", image.shape, 4, channels=3)
+    assert out.actions.shape == (4, 40, 50) and out.image.shape == (40, 50, 3)
+    api.restore(image, policy, out=out)
+    expected = api.restore(image, policy)
+    np.testing.assert_array_equal(out.image[:], expected.image)
+    np.testing.assert_array_equal(out.actions[:], expected.actions)

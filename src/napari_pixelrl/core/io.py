@@ -52,17 +52,20 @@ def zarr_restoration(
     channel_axis: int | None = None,
     rgb: bool | None = None,
     chunk: int = 1024,
+    channels: int = 1,
 ) -> Restoration:
     """Empty zarr arrays on disk for ``restore(..., out=...)``: a group at ``path`` with ``image``, ``actions``
     and (when ``values``) ``values``, chunked plane by plane in ``chunk x chunk`` pieces.
 
-    ``shape``, ``channel_axis`` and ``rgb`` describe the input as for :func:`napari_pixelrl.api.restore`. An
-    existing group at ``path`` is replaced.
+    ``shape``, ``channel_axis`` and ``rgb`` describe the input as for :func:`napari_pixelrl.api.restore`;
+    ``channels`` is the policy's (``policy.action_set.channels``: 3 for colour policies, whose maps have no channel
+    axis). An existing group at ``path`` is replaced.
     """
     import zarr  # only needed here
 
-    layout = image_layout(shape, channel_axis=channel_axis, rgb=rgb)
-    image_chunks = tuple(min(n, chunk) if axis in layout.plane_axes else 1 for axis, n in enumerate(layout.shape))
+    layout = image_layout(shape, channel_axis=channel_axis, rgb=rgb, channels=channels)
+    whole = (*layout.plane_axes, layout.channel_axis) if layout.joint_channels else layout.plane_axes
+    image_chunks = tuple(min(n, chunk) if axis in whole else 1 for axis, n in enumerate(layout.shape))
     height, width = layout.plane_shape
     map_chunks = (*(1 for _ in layout.stack_shape), steps, min(height, chunk), min(width, chunk))
     group = zarr.open_group(str(path), mode="w")
