@@ -336,3 +336,24 @@ def test_load_checkpoint_entry_opens_a_file_dialog(viewer, tmp_path, monkeypatch
     assert widget.policy_box.currentText() == "gaussian-25" and widget.policy.name == "gaussian-25"
     widget.policy_box.setCurrentIndex(widget.policy_box.count() - 1)
     assert widget.policy_box.currentText() == f"{tmp_path.name}/mine.safetensors" and widget.policy.name == "test"
+
+
+def test_the_faded_sample_is_restored_in_colour_by_the_fading_policy(viewer, qtbot):
+    viewer.open_sample("napari-pixelrl", "chelsea-faded")
+    faded = viewer.layers["chelsea (fading strength=0.15)"]
+    original = viewer.layers["chelsea (clean)"].data
+    assert faded.rgb and faded.data.dtype == np.uint8 and faded.data.shape == original.shape == (300, 451, 3)
+    widget = dock(viewer)
+    widget.task_box.set_task("fading")
+    assert widget.policy.name == "fading"
+    widget.layer_box.select(faded.name)
+    widget.steps.setValue(3)
+    run_to_end(qtbot, widget)
+    restored = viewer.layers["chelsea (fading strength=0.15) restored (fading)"]
+    actions = viewer.layers["chelsea (fading strength=0.15) actions (fading)"]
+    assert restored.rgb and restored.data.shape == faded.data.shape
+    expected = api.restore(faded.data, api.load_policy("fading"), steps=3)
+    np.testing.assert_allclose(restored.data, expected.image, atol=1e-3)
+    assert actions.data.shape == (3, 300, 451)  # one action per pixel and step, no channel axis
+    assert list(actions.features["action"]) == api.load_policy("fading").action_set.names
+    assert widget.legend.rowCount() == 13
