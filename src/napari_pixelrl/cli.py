@@ -25,7 +25,7 @@ from .core.config import NOISE_KINDS, OBJECTIVES, PRECISIONS, NoiseModel, TrainC
 from .core.distributed import Replicas
 from .core.io import IMAGE_SUFFIXES, list_images
 from .core.metrics import psnr, to_uint8
-from .core.noise import degrade
+from .core.noise import degrade_image
 from .core.recipe import Recipe
 from .core.render import action_montage
 
@@ -241,10 +241,7 @@ def _demo(args: argparse.Namespace) -> int:
     noise = _noise_from_flags(args) or policy.noise_model.typical()
     if noise.uses_sigma and noise.sigma is None:
         noise = replace(noise, sigma=25.0)  # a policy trained on data of unknown noise level
-    if rgb:  # colour changes work on channel-first RGB
-        noisy = np.moveaxis(degrade(np.moveaxis(clean, -1, 0), noise, np.random.default_rng(args.seed)), 0, -1)
-    else:
-        noisy = degrade(clean, noise, np.random.default_rng(args.seed))
+    noisy = degrade_image(clean, noise, np.random.default_rng(args.seed))
     result = api.restore(noisy, policy, device=args.device, intensity_range=(0.0, 1.0))
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ import numpy as np
 from skimage import data
 
 from ..core.config import NoiseModel
-from ..core.noise import degrade
+from ..core.noise import degrade_image
 
 __all__ = [
     "CAMERA_NOISE",
@@ -45,11 +45,7 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 
 def _noisy_and_clean(clean: np.ndarray, noise: NoiseModel, name: str, seed: int) -> list[tuple]:
     unit = clean.astype(np.float32) / 255.0
-    if clean.ndim == 3:  # RGB: degradations of colour work on channel-first images
-        unit = np.moveaxis(degrade(np.moveaxis(unit, -1, 0), noise, np.random.default_rng(seed)), 0, -1)
-    else:
-        unit = degrade(unit, noise, np.random.default_rng(seed))
-    noisy = _to_uint8(unit)
+    noisy = _to_uint8(degrade_image(unit, noise, np.random.default_rng(seed)))
     return [
         (clean, {"name": f"{name} (clean)", "visible": False}, "image"),
         (noisy, {"name": f"{name} ({noise.describe()})"}, "image"),

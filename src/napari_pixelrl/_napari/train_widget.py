@@ -53,7 +53,7 @@ from ..api import (
     restore,
 )
 from ..core.config import RGB_TASKS, NoiseModel
-from ..core.noise import degrade
+from ..core.noise import degrade_image
 from ..core.sources import TrainingData
 from ..core.trainer import POLICY_FILE, TrainUpdate
 from .curves import CurvePlot
@@ -440,10 +440,8 @@ class TrainWidget(QWidget):
         if noise is None:
             return Preview(np.ascontiguousarray(crop), (low, high), (top, left))
         unit = (crop.astype(np.float32) - low) / (high - low)
-        if noise.kind in RGB_TASKS:  # colour changes work on channel-first RGB
-            faded = degrade(np.moveaxis(unit[..., :3], -1, 0), noise, np.random.default_rng(0))
-            return Preview(np.moveaxis(faded, 0, -1), (0.0, 1.0), (top, left))
-        return Preview(degrade(unit, noise, np.random.default_rng(0)), (0.0, 1.0), (top, left))
+        unit = unit[..., :3] if noise.kind in RGB_TASKS else unit  # colour: RGB without alpha
+        return Preview(degrade_image(unit, noise, np.random.default_rng(0)), (0.0, 1.0), (top, left))
 
     def _run_dir(self, layer: Image) -> Path:
         if self.folder.text().strip():

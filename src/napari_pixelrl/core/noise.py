@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .config import Level, NoiseModel
 
-__all__ = ["add_gaussian_noise", "degrade", "fade_colors", "overlay_text"]
+__all__ = ["add_gaussian_noise", "degrade", "degrade_image", "fade_colors", "overlay_text"]
 
 _CHARACTERS = string.ascii_letters + string.digits
 _MAX_STRINGS = 10_000
@@ -165,3 +165,11 @@ def degrade(clean: np.ndarray, noise: NoiseModel, rng: np.random.Generator) -> n
     if clean.ndim not in (3, 4):
         raise ValueError(f"expected (H, W), (B, H, W) or (B, 1, H, W) images, got shape {clean.shape}")
     return np.stack([_degrade_one(image, noise, rng) for image in clean])
+
+
+def degrade_image(image: np.ndarray, noise: NoiseModel, rng: np.random.Generator) -> np.ndarray:
+    """:func:`degrade` for one image as users hold it: ``(H, W)`` grayscale, or ``(H, W, 3)`` RGB for colour
+    degradations (``"fading"``), which work on channel-first images."""
+    if image.ndim == 3:
+        return np.moveaxis(degrade(np.moveaxis(image, -1, 0), noise, rng), 0, -1)
+    return degrade(image, noise, rng)
