@@ -20,7 +20,7 @@ import torch
 from .checkpoint import Policy
 from .config import InferenceConfig
 from .environment import resolve_device
-from .memory import available_bytes, episode_bytes, reuse_large_buffers
+from .memory import available_bytes, episode_bytes, release_free_memory, reuse_large_buffers
 from .rollout import Step, collect_episode, episode_steps
 from .tiling import Tile, halo_width, plan_tiles, tile_side_for_budget
 
@@ -443,6 +443,8 @@ def restore_steps(
             done += len(batch)
             yield RestoreProgress(done=done, total=total)
         _write(out, layout, batch, collect_episode(finished), ranges, extras)
+        del episode, finished, state
+        release_free_memory()
     return out
 
 
