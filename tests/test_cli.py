@@ -51,6 +51,28 @@ def test_restore_takes_a_tiff_stack_plane_by_plane(tmp_path):
     np.testing.assert_array_equal(actions, expected.actions)
 
 
+def test_megapixels_count_planes_and_an_rgb_pixel_of_a_colour_policy_once(tmp_path):
+    import torch
+
+    from napari_pixelrl.batch import RestoreJob, restore_file
+    from napari_pixelrl.core.checkpoint import Policy
+    from napari_pixelrl.core.color import COLOR
+    from napari_pixelrl.core.config import ModelConfig
+    from napari_pixelrl.core.model import PixelRLNet
+
+    torch.manual_seed(0)
+    model = PixelRLNet(ModelConfig(in_channels=3, n_actions=13, width=8))
+    policy = Policy(model=model, action_set=COLOR, steps=2, noise_model=NoiseModel(kind="fading"), name="c")
+    colour = save_checkpoint(policy, tmp_path / "c.safetensors")
+    grey = save_checkpoint(make_policy(), tmp_path / "p.safetensors")
+    rgb = np.random.default_rng(2).integers(0, 256, (20, 25, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    tifffile.imwrite(tmp_path / "stack.tif", rgb.transpose(2, 0, 1).copy(), photometric="minisblack")
+    for path, policy, pixels in [("rgb.png", colour, 500), ("rgb.png", grey, 1500), ("stack.tif", grey, 1500)]:
+        result = restore_file(tmp_path / path, tmp_path / "out", RestoreJob(policy=str(policy)))
+        assert result.error is None and result.megapixels == pixels / 1e6
+
+
 def test_in_process_restores_report_every_step_of_every_tile(tmp_path):
     from napari_pixelrl.batch import RestoreJob, restore_files
 

@@ -69,7 +69,7 @@ class FileResult:
     path: Path
     outputs: tuple[Path, ...] = ()
     megapixels: float = 0.0
-    """Pixels restored (all planes), in millions."""
+    """Pixels restored (all planes; an RGB pixel under a colour policy counts once), in millions."""
     seconds: float = 0.0
     error: str | None = None
 
@@ -247,14 +247,14 @@ def restore_file(
             )
             _restore(source, policy, on_progress, out=out, channel_axis=channel_axis, **options)
             outputs: tuple[Path, ...] = (target,)
-            pixels = int(np.prod(source.shape))
+            layout = image_layout(source.shape, channel_axis=channel_axis, channels=policy.action_set.channels)
         else:
             image = read_image(path)
             tiff = path.suffix.lower() in (".tif", ".tiff")
             kept, channels = _tiff_metadata(path) if tiff else ({}, None)
             channel_axis = job.channel_axis if job.channel_axis is not None else channels
             result = _restore(image, policy, on_progress, channel_axis=channel_axis, **options)
-            layout = image_layout(image.shape, channel_axis=channel_axis)
+            layout = image_layout(image.shape, channel_axis=channel_axis, channels=policy.action_set.channels)
             rgb = looks_rgb(image.shape) and layout.channel_axis == image.ndim - 1
             outputs = (
                 _write(outdir / f"{stem}_restored.tif", result.image, kept, rgb=rgb),
@@ -262,10 +262,9 @@ def restore_file(
             )
             if result.values is not None:
                 outputs += (_write(outdir / f"{stem}_values.tif", result.values, _resolution_only(kept)),)
-            pixels = image.size
     except Exception as err:
         return FileResult(path, error=f"{type(err).__name__}: {err}", seconds=time.perf_counter() - start)
-    return FileResult(path, outputs, pixels / 1e6, time.perf_counter() - start)
+    return FileResult(path, outputs, layout.pixels / 1e6, time.perf_counter() - start)
 
 
 def _resolution_only(kept: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ restoring."""
 
 from __future__ import annotations
 
+import dask.array as da
 import numpy as np
 import pytest
 import torch
@@ -144,6 +145,11 @@ def test_colour_restore_is_exact_in_tiles_and_keeps_alpha(tmp_path):
     with_alpha = api.restore(rgba, policy)
     np.testing.assert_array_equal(with_alpha.image[..., :3], whole.image)
     assert (with_alpha.image[..., 3] == 77).all()
+    # a float image's alpha (here 0-255 beside colours in 0-1) does not set the colours' intensity range
+    unit = image.astype(np.float32) / 255
+    float_alpha = np.concatenate([unit, np.full((70, 90, 1), 255.0, np.float32)], -1)
+    for source in (float_alpha, da.from_array(float_alpha, chunks=(35, 45, 4))):
+        np.testing.assert_allclose(api.restore(source, policy).image[..., :3], whole.image / 255, atol=1e-6)
     stack = api.restore(np.stack([image, image[::-1]]), policy)
     assert stack.image.shape == (2, 70, 90, 3) and stack.actions.shape == (2, 4, 70, 90)
     np.testing.assert_array_equal(stack.image[0], whole.image)

@@ -9,6 +9,7 @@ takes slice assignment (NumPy by default, zarr for results larger than memory).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from itertools import product
@@ -40,6 +41,7 @@ MIN_SIZE = 3
 MAX_BATCH = 16
 """Most planes or tiles run in one batch."""
 _CPU_BUDGET = 3 * 2**29  # 1.5 GiB: an 8k x 8k restore stays under 3 GiB in all (docs/benchmarks.md)
+RGB = 3  # colour channels of a joint plane; a fourth (alpha) is passed through
 # How torch's CUDA, MPS and CPU allocators word an allocation failure.
 _OUT_OF_MEMORY = ("out of memory", "not enough memory", "can't allocate memory")
 
@@ -126,6 +128,11 @@ class Layout:
     def stack_shape(self) -> tuple[int, ...]:
         """Sizes of :attr:`stack_axes`; ``()`` for a 2-D image."""
         return tuple(self.shape[axis] for axis in self.stack_axes)
+
+    @property
+    def pixels(self) -> int:
+        """Pixels restored: ``H x W`` of every plane (an RGB plane of a colour policy counts once)."""
+        return math.prod(self.stack_shape) * math.prod(self.plane_shape)
 
     def map_shape(self, steps: int) -> tuple[int, ...]:
         """Shape of the action and value maps: ``(*stack_shape, steps, H, W)``."""
@@ -261,6 +268,7 @@ def _lazy_ranges(source: Any, layout: Layout) -> dict[int | None, tuple[float, f
         for rows in _bands(layout, source):
             band = _window(source, layout.index(plane, rows, slice(0, width)))
             _check_finite(band, plane, rows)
+            band = layout.to_planes(band)[:RGB] if layout.joint_channels else band
             low[channel], high[channel] = min(low[channel], float(band.min())), max(high[channel], float(band.max()))
     return {c: _unit_range(low[c], high[c], dtype) for c in channels}
 
@@ -277,6 +285,9 @@ def _intensity_ranges(
         return dict.fromkeys(channels, (low, high))
     if not isinstance(source, np.ndarray):
         return _lazy_ranges(source, layout)
+    if layout.joint_channels:  # an RGBA image's alpha is passed through: it does not set the colours' range
+        colours = [slice(0, RGB) if axis == layout.channel_axis else slice(None) for axis in range(source.ndim)]
+        source = source[tuple(colours)]
     if channels == [None]:
         return {None: default_intensity_range(source)}
     return {c: default_intensity_range(np.take(source, c, axis=layout.channel_axis)) for c in channels}
