@@ -40,7 +40,7 @@ __all__ = [
 MIN_SIZE = 3
 MAX_BATCH = 16
 """Most planes or tiles run in one batch."""
-_CPU_BUDGET = 3 * 2**29  # 1.5 GiB: an 8k x 8k restore stays under 3 GiB in all (docs/benchmarks.md)
+_CPU_BUDGET = 3 * 2**29  # 1.5 GiB: an 8k x 8k CLI restore peaks at 1.9 GiB in all (docs/benchmarks.md)
 RGB = 3  # colour channels of a joint plane; a fourth (alpha) is passed through
 # How torch's CUDA, MPS and CPU allocators word an allocation failure.
 _OUT_OF_MEMORY = ("out of memory", "not enough memory", "can't allocate memory")
