@@ -9,6 +9,7 @@ import torch
 
 from napari_pixelrl.core.actions import DENOISE
 from napari_pixelrl.core.checkpoint import Policy
+from napari_pixelrl.core.color import COLOR
 from napari_pixelrl.core.config import ModelConfig, NoiseModel
 from napari_pixelrl.core.model import PixelRLNet
 
@@ -27,6 +28,13 @@ def make_policy(seed: int = 0, width: int = 8, fixed_action: int | None = None) 
             model.policy_head.bias.zero_()
             model.policy_head.bias[fixed_action] = 10.0
     return Policy(model=model, action_set=DENOISE, steps=3, noise_model=NoiseModel(sigma=25.0), name="test")
+
+
+def make_colour_policy(seed: int = 0) -> Policy:
+    """A small random colour policy (the 13 colour actions on RGB states, 4 steps)."""
+    torch.manual_seed(seed)
+    model = PixelRLNet(ModelConfig(in_channels=3, n_actions=13, width=8))
+    return Policy(model=model, action_set=COLOR, steps=4, noise_model=NoiseModel(kind="fading"), name="random colour")
 
 
 TINY_STAGE = {

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import tifffile
-from conftest import TINY_STAGE, make_policy
+from conftest import TINY_STAGE, make_colour_policy, make_policy
 from PIL import Image
 
 from napari_pixelrl import api, cli
@@ -52,18 +52,9 @@ def test_restore_takes_a_tiff_stack_plane_by_plane(tmp_path):
 
 
 def test_megapixels_count_planes_and_an_rgb_pixel_of_a_colour_policy_once(tmp_path):
-    import torch
-
     from napari_pixelrl.batch import RestoreJob, restore_file
-    from napari_pixelrl.core.checkpoint import Policy
-    from napari_pixelrl.core.color import COLOR
-    from napari_pixelrl.core.config import ModelConfig
-    from napari_pixelrl.core.model import PixelRLNet
 
-    torch.manual_seed(0)
-    model = PixelRLNet(ModelConfig(in_channels=3, n_actions=13, width=8))
-    policy = Policy(model=model, action_set=COLOR, steps=2, noise_model=NoiseModel(kind="fading"), name="c")
-    colour = save_checkpoint(policy, tmp_path / "c.safetensors")
+    colour = save_checkpoint(make_colour_policy(), tmp_path / "c.safetensors")
     grey = save_checkpoint(make_policy(), tmp_path / "p.safetensors")
     rgb = np.random.default_rng(2).integers(0, 256, (20, 25, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(tmp_path / "rgb.png")

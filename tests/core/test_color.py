@@ -7,16 +7,16 @@ import dask.array as da
 import numpy as np
 import pytest
 import torch
+from conftest import make_colour_policy
 from skimage import color, data
 
 from napari_pixelrl import api
 from napari_pixelrl.core.actions import apply_actions, get_action_set
-from napari_pixelrl.core.checkpoint import Policy, load_checkpoint, save_checkpoint
+from napari_pixelrl.core.checkpoint import load_checkpoint, save_checkpoint
 from napari_pixelrl.core.color import COLOR, lab_distance, rgb_to_lab
 from napari_pixelrl.core.config import ModelConfig, NoiseModel, TrainConfig
 from napari_pixelrl.core.data import ImageSet, random_crops, to_unit_rgb
 from napari_pixelrl.core.metrics import psnr
-from napari_pixelrl.core.model import PixelRLNet
 from napari_pixelrl.core.noise import degrade, fade_colors
 from napari_pixelrl.core.trainer import Trainer, step_reward
 
@@ -128,14 +128,8 @@ def test_rgb_training_data():
         to_unit_rgb(data.camera())
 
 
-def _random_color_policy(seed: int = 0) -> Policy:
-    torch.manual_seed(seed)
-    model = PixelRLNet(ModelConfig(in_channels=3, n_actions=13, width=8))
-    return Policy(model=model, action_set=COLOR, steps=4, noise_model=NoiseModel(kind="fading"), name="random colour")
-
-
 def test_colour_restore_is_exact_in_tiles_and_keeps_alpha(tmp_path):
-    policy = _random_color_policy()
+    policy = make_colour_policy()
     image = data.astronaut()[:70, :90]
     whole = api.restore(image, policy, return_values=True)
     assert whole.image.shape == image.shape and whole.actions.shape == (4, 70, 90)
@@ -200,7 +194,7 @@ def test_a_colour_policy_trains_and_improves_delta_e(tmp_path):
 
 
 def test_colour_restore_into_zarr_on_disk(tmp_path):
-    policy = _random_color_policy(1)
+    policy = make_colour_policy(1)
     image = data.astronaut()[:40, :50]
     out = api.zarr_restoration(tmp_path / "restored.zarr", image.shape, 4, channels=3)
     assert out.actions.shape == (4, 40, 50) and out.image.shape == (40, 50, 3)
