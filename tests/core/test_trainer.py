@@ -156,31 +156,41 @@ def test_a2c_loss_and_gradients_match_a_reference_computation():
     assert model.reward_conv.weight.grad is not None and model.reward_conv.weight.grad.abs().sum() > 0
 
 
-def _one_step_logit_gradient(objective: str, seed: int):
+def _one_step_logit_gradient(objective: str, seed: int, crop_weights: str = "equal", sigmas=(0.1,)):
     """Gradient of a one-step loss (policy term only) w.r.t. the logits, with π and every action's reward."""
     torch.manual_seed(seed)
     model = PixelRLNet(ModelConfig(width=6, reward_filter_size=5))
-    config = TrainConfig(objective=objective, steps=1, entropy_beta=0.0, value_weight=0.0)
-    clean = torch.rand(1, 1, 9, 9)
-    noisy = clean + 0.1 * torch.randn_like(clean)
+    config = TrainConfig(objective=objective, steps=1, entropy_beta=0.0, value_weight=0.0, crop_weights=crop_weights)
+    clean = torch.rand(len(sigmas), 1, 9, 9)
+    noisy = clean + torch.tensor(sigmas).view(-1, 1, 1, 1) * torch.randn_like(clean)
     recorder = Recorder(model)
     episode_loss(recorder, clean, noisy, config, DENOISE, torch.Generator().manual_seed(0)).loss.backward()
     _, out = recorder.steps[0]
     pi = out.logits.detach().double().softmax(1).numpy()
     s, x = noisy.double().numpy(), clean.double().numpy()
     r = np.concatenate([255 * ((x - s) ** 2 - (x - a.apply(noisy).double().numpy()) ** 2) for a in DENOISE.actions], 1)
-    return out.logits.grad.numpy(), pi, r
+    return out.logits.grad.numpy(), pi, r, x, s
 
 
 def test_expected_reward_policy_gradient_is_the_exact_expectation():
-    grad, pi, r = _one_step_logit_gradient("expected-reward", seed=1)
+    grad, pi, r, _, _ = _one_step_logit_gradient("expected-reward", seed=1)
     # d/dz_k of -Σ_a π_a r_a = -π_k (r_k - Σ_a π_a r_a), averaged over pixels
     expected = -pi * (r - (pi * r).sum(1, keepdims=True)) / r[:, 0].size
     np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-10)
 
 
+def test_psnr_crop_weights_scale_each_crops_gradient_by_one_over_its_initial_error():
+    sigmas = (0.02, 0.1, 0.2)
+    grad, pi, r, clean, noisy = _one_step_logit_gradient("expected-reward", 3, crop_weights="psnr", sigmas=sigmas)
+    error = (255 * (clean - noisy) ** 2).mean(axis=(1, 2, 3))  # what restoring each crop exactly would earn
+    weights = (1 / error) / (1 / error).mean()
+    assert weights[0] > 20 * weights[2]  # the low-noise crop counts far more than under equal weights
+    expected = -weights.reshape(-1, 1, 1, 1) * pi * (r - (pi * r).sum(1, keepdims=True)) / r[:, 0].size
+    np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-10)
+
+
 def test_imitation_gradient_is_the_stake_weighted_cross_entropy_with_the_greedy_oracle():
-    grad, pi, r = _one_step_logit_gradient("imitation", seed=2)
+    grad, pi, r, _, _ = _one_step_logit_gradient("imitation", seed=2)
     best = np.eye(len(DENOISE))[r.argmax(1)].transpose(0, 3, 1, 2)
     stakes = r.max(1, keepdims=True) - r.min(1, keepdims=True)
     # d/dz_k of -w log π_best = -w (1[k = best] - π_k), with w = stakes / mean stakes, averaged over pixels
@@ -294,6 +304,7 @@ def test_from_denoiser_copies_the_value_branch():
         ({"gamma": 1.5}, "gamma"),
         ({"noise": NoiseModel(sigma=None)}, "noise level"),
         ({"precision": "float16"}, "precision"),
+        ({"crop_weights": "snr"}, "crop_weights"),
     ],
 )
 def test_invalid_train_configs_are_refused(changes, message):

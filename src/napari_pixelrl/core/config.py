@@ -258,6 +258,11 @@ class TrainConfig:
     rollout: str = "sample"
     """How the episode moves on: ``"sample"`` actions from the policy (the paper) or take its ``"greedy"`` argmax
     (useful with ``"imitation"``: the states seen in training are then those seen when restoring)."""
+    crop_weights: str = "equal"
+    """How the crops of a batch share the policy term: ``"equal"`` (the paper: the mean over all pixels, so crops
+    with more error, e.g. higher noise, weigh more) or ``"psnr"`` (each crop weighted by one over its initial mean
+    error, normalised to mean 1 over the batch: the gradient of the mean PSNR, so that a blind policy learns low
+    noise levels as well as high ones)."""
     gamma: float = 0.95
     """Discount γ."""
     entropy_beta: float = 0.01
@@ -300,6 +305,8 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
         if self.rollout not in ("sample", "greedy"):
             raise ValueError(f"rollout must be 'sample' or 'greedy', got {self.rollout!r}")
+        if self.crop_weights not in ("equal", "psnr"):
+            raise ValueError(f"crop_weights must be 'equal' or 'psnr', got {self.crop_weights!r}")
         positive = ("episodes", "batch_size", "steps", "crop_size", "validation_crop")
         for name in positive:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:

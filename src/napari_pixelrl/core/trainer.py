@@ -48,6 +48,7 @@ __all__ = [
     "EpisodeLoss",
     "TrainUpdate",
     "Trainer",
+    "crop_weights",
     "discounted_returns",
     "episode_loss",
     "from_denoiser",
@@ -174,11 +175,12 @@ def episode_loss(
 
     rewards_t, values_t = torch.stack(rewards), torch.stack(values)
     returns = discounted_returns(rewards_t, config.gamma, model.reward_conv if config.reward_map_conv else None)
+    weights = crop_weights(clean, noisy, action_set, replicas) if config.crop_weights == "psnr" else 1.0
     if config.objective in ("expected-reward", "imitation"):
-        policy_loss = torch.stack(policy_terms).sum(dim=0).mean()
+        policy_loss = (torch.stack(policy_terms) * weights).sum(dim=0).mean()
     else:
         advantage = (returns - values_t).detach()
-        policy_loss = -(torch.stack(policy_terms) * advantage).sum(dim=0).mean()
+        policy_loss = -(torch.stack(policy_terms) * advantage * weights).sum(dim=0).mean()
     value_loss = (0.5 * (returns - values_t) ** 2).sum(dim=0).mean()
     entropy = torch.stack(entropies).sum(dim=0).mean()
     loss = policy_loss + config.value_weight * value_loss - config.entropy_beta * entropy
@@ -190,6 +192,23 @@ def episode_loss(
         reward=float(rewards_t.sum(dim=0).mean()),
         action_counts=counts,
     )
+
+
+def crop_weights(
+    clean: torch.Tensor, noisy: torch.Tensor, action_set: ActionSet, replicas: Replicas | None = None
+) -> torch.Tensor:
+    """Per-crop weights ``1 / e_b`` of the ``"psnr"`` crop weighting, normalised to mean 1 over the (global) batch.
+
+    ``e_b`` is crop ``b``'s mean initial error (the sum of its rewards if every pixel were restored exactly), kept
+    above 1 % of the batch mean so that a crop with almost nothing to restore cannot take the whole batch's weight.
+    Since ``d PSNR_b = -(10 / ln 10) · d e_b / e_b``, weighting each crop's error decrease by ``1 / e_b`` follows the
+    mean PSNR of the batch instead of its mean squared error. Shape ``(B, 1, 1, 1)``.
+    """
+    replicas = replicas or Replicas()
+    error = step_reward(clean, noisy, clean, action_set).mean(dim=(1, 2, 3))
+    error = error.clamp_min(0.01 * mean_over_replicas(error.mean(), replicas))
+    inverse = 1.0 / error
+    return (inverse / mean_over_replicas(inverse.mean(), replicas)).view(-1, 1, 1, 1)
 
 
 def _imitation_term(log_probs: torch.Tensor, all_rewards: torch.Tensor, replicas: Replicas) -> torch.Tensor:
