@@ -253,7 +253,8 @@ def test_train_runs_a_recipe_resumes_and_evaluates(tmp_path, capsys):
     _write_pngs(tmp_path / "data", count=3, shape=(24, 24))
     recipe_file = _tiny_recipe(tmp_path, tmp_path / "data")
     run = tmp_path / "run"
-    assert cli.main(["train", str(run), "--config", str(recipe_file), "--episodes", "1"]) == 0
+    assert cli.main(["train", str(run), "--config", str(recipe_file), "--episodes", "1", "--crop-weights", "psnr"]) == 0
+    assert {stage.crop_weights for stage in Recipe.load(run / "recipe.json").stages} == {"psnr"}
     assert cli.main(["train", str(run), "--config", str(recipe_file)]) == 2  # another recipe into the same folder
     assert "holds a run of another recipe" in capsys.readouterr().err
 

@@ -142,6 +142,7 @@ _TRAIN_FLAGS = {  # flag -> TrainConfig field, for the plain-valued settings
     "seed": "seed",
     "device": "device",
     "precision": "precision",
+    "crop_weights": "crop_weights",
     "validate_every": "validate_every",
     "checkpoint_every": "checkpoint_every",
 }
@@ -393,6 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
         train.add_argument(f"--{flag}", type=kind, default=None)
     train.add_argument("--device", default=None, help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N or mps")
     train.add_argument("--precision", choices=sorted(PRECISIONS), default=None)
+    train.add_argument(
+        "--crop-weights",
+        choices=("equal", "psnr"),
+        default=None,
+        help="psnr: weight each crop by 1/its initial error (for blind noise ranges; default equal, the paper's)",
+    )
     _noise_flags(train, "to train for (default gaussian)")
     train.set_defaults(run=_train)
 
