@@ -13,7 +13,8 @@ One episode on a batch of clean crops ``x`` and their noisy versions ``s_0``, fo
 ``sg`` stops the gradient, so the RMC filter ``w`` learns only through the value term. The convGRU state is
 carried from step to step as data (no backpropagation through time). Two cheaper policy terms replace the first
 one when asked (``TrainConfig.objective``): the exact expected one-step reward, and imitation of the greedy
-oracle; a ``"denoiser"`` stage trains the trunk as a residual denoiser to start from.
+oracle; a ``"denoiser"`` stage trains the trunk as a residual denoiser to start from. ``crop_weights="psnr"``
+weights each crop's policy term by one over its initial error (:func:`crop_weights`).
 """
 
 from __future__ import annotations
@@ -201,8 +202,9 @@ def crop_weights(
 
     ``e_b`` is crop ``b``'s mean initial error (the sum of its rewards if every pixel were restored exactly), kept
     above 1 % of the batch mean so that a crop with almost nothing to restore cannot take the whole batch's weight.
-    Since ``d PSNR_b = -(10 / ln 10) · d e_b / e_b``, weighting each crop's error decrease by ``1 / e_b`` follows the
-    mean PSNR of the batch instead of its mean squared error. Shape ``(B, 1, 1, 1)``.
+    Since ``d PSNR_b = -(10 / ln 10) · d e_b / e_b``, weighting each crop's error decrease by ``1 / e_b`` (the initial
+    error standing in for the current one) follows the mean PSNR of the batch rather than its mean squared error.
+    Shape ``(B, 1, 1, 1)``.
     """
     replicas = replicas or Replicas()
     error = step_reward(clean, noisy, clean, action_set).mean(dim=(1, 2, 3))
