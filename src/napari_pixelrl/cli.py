@@ -21,7 +21,7 @@ from tqdm import tqdm
 from . import __version__, api
 from .batch import RestoreJob, expand_inputs, restore_files
 from .core.checkpoint import CheckpointError
-from .core.config import NOISE_KINDS, OBJECTIVES, PRECISIONS, NoiseModel, TrainConfig
+from .core.config import CROP_WEIGHTS, NOISE_KINDS, OBJECTIVES, PRECISIONS, NoiseModel, TrainConfig
 from .core.distributed import Replicas
 from .core.io import IMAGE_SUFFIXES, list_images
 from .core.metrics import psnr, to_uint8
@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--precision", choices=sorted(PRECISIONS), default=None)
     train.add_argument(
         "--crop-weights",
-        choices=("equal", "psnr"),
+        choices=CROP_WEIGHTS,
         default=None,
         help="psnr: weight each crop by 1/its initial error (for blind noise ranges; default equal, the paper's)",
     )

@@ -217,6 +217,7 @@ def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
 
 
 OBJECTIVES = ("a2c", "expected-reward", "imitation", "denoiser")
+CROP_WEIGHTS = ("equal", "psnr")
 
 
 @dataclass(frozen=True)
@@ -305,8 +306,8 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
         if self.rollout not in ("sample", "greedy"):
             raise ValueError(f"rollout must be 'sample' or 'greedy', got {self.rollout!r}")
-        if self.crop_weights not in ("equal", "psnr"):
-            raise ValueError(f"crop_weights must be 'equal' or 'psnr', got {self.crop_weights!r}")
+        if self.crop_weights not in CROP_WEIGHTS:
+            raise ValueError(f"crop_weights must be one of {', '.join(CROP_WEIGHTS)}, got {self.crop_weights!r}")
         positive = ("episodes", "batch_size", "steps", "crop_size", "validation_crop")
         for name in positive:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
