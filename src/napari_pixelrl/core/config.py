@@ -218,6 +218,7 @@ def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
 
 OBJECTIVES = ("a2c", "expected-reward", "imitation", "denoiser")
 CROP_WEIGHTS = ("equal", "psnr")
+ROLLOUTS = ("sample", "greedy")
 
 
 @dataclass(frozen=True)
@@ -304,8 +305,8 @@ class TrainConfig:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
-        if self.rollout not in ("sample", "greedy"):
-            raise ValueError(f"rollout must be 'sample' or 'greedy', got {self.rollout!r}")
+        if self.rollout not in ROLLOUTS:
+            raise ValueError(f"rollout must be one of {', '.join(ROLLOUTS)}, got {self.rollout!r}")
         if self.crop_weights not in CROP_WEIGHTS:
             raise ValueError(f"crop_weights must be one of {', '.join(CROP_WEIGHTS)}, got {self.crop_weights!r}")
         positive = ("episodes", "batch_size", "steps", "crop_size", "validation_crop")
