@@ -31,6 +31,7 @@ from .core.checkpoint import (
     import_chainer_npz,
     load_checkpoint,
     read_header,
+    write_atomically,
 )
 from .core.config import PRECISIONS, TASKS, InferenceConfig, NoiseModel, TrainConfig
 from .core.data import ImageSet
@@ -432,8 +433,7 @@ def train(
         trainer.replicas.barrier()  # under torchrun: rank 0 has written the stage's policy that the next loads
         previous = folder / POLICY_FILE
     if previous is not None and previous != run_dir / POLICY_FILE and Replicas.from_env().is_main:
-        shutil.copyfile(previous, run_dir / f".{POLICY_FILE}.tmp")
-        os.replace(run_dir / f".{POLICY_FILE}.tmp", run_dir / POLICY_FILE)
+        write_atomically(run_dir / POLICY_FILE, lambda tmp: shutil.copyfile(previous, tmp))
 
 
 # --- fine-tuning on the user's own data -------------------------------------------------------------------------

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -20,7 +18,7 @@ from tqdm import tqdm
 
 from . import __version__, api
 from .batch import RestoreJob, expand_inputs, restore_files
-from .core.checkpoint import CheckpointError
+from .core.checkpoint import CheckpointError, write_atomically
 from .core.config import CROP_WEIGHTS, NOISE_KINDS, OBJECTIVES, PRECISIONS, NoiseModel, TrainConfig
 from .core.distributed import Replicas
 from .core.io import IMAGE_SUFFIXES, list_images
@@ -177,10 +175,7 @@ def _train(args: argparse.Namespace) -> int:
     replicas = Replicas.from_env()
     if replicas.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".recipe.", dir=run_dir)  # atomic: other processes may be reading it
-        with os.fdopen(fd, "w") as file:
-            file.write(described + "\n")
-        os.replace(tmp, saved)
+        write_atomically(saved, lambda tmp: tmp.write_text(described + "\n"))  # other processes may be reading it
 
     stop = {"asked": False}
 

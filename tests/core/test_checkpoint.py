@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 
 import numpy as np
@@ -62,6 +63,21 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
         save_checkpoint(make_policy(seed=2), path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["p.safetensors"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_saved_files_get_the_permissions_of_any_new_file(tmp_path):
+    """Not the owner-only mode of a temporary file: a policy saved on a shared server is readable by whoever may
+    read the user's other new files."""
+    umask = os.umask(0o022)
+    try:
+        path = save_checkpoint(make_policy(seed=1), tmp_path / "p.safetensors")
+        assert path.stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        text = checkpoint.write_atomically(tmp_path / "notes.txt", lambda tmp: tmp.write_text("x"))
+        assert text.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(umask)
 
 
 def test_truncated_file_raises_a_clear_error(tmp_path):

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import struct
-import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ __all__ = [
     "load_checkpoint",
     "read_header",
     "save_checkpoint",
+    "write_atomically",
     "write_safetensors",
 ]
 
@@ -121,19 +123,30 @@ def save_checkpoint(policy: Policy, path: str | os.PathLike[str]) -> Path:
 
 
 def write_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike[str], metadata: dict[str, str]) -> Path:
-    """Write a safetensors file atomically: temporary file in the same folder, fsync, then rename over ``path``."""
+    """Write a safetensors file atomically (:func:`write_atomically`)."""
+    return write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
+    """Replace ``path`` as a whole or not at all, creating its folder.
+
+    ``write`` fills a new temporary file in the same folder (created with the permissions any new file gets, i.e.
+    the user's umask, not a private temporary-file mode); it is flushed to disk and then renamed over ``path``. If
+    ``write`` fails, ``path`` is untouched and the temporary file removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    mode = tmp.stat().st_mode & 0o777  # what the umask leaves of rw-rw-rw-
     try:
-        save_file(tensors, tmp, metadata=metadata)
+        write(tmp)
+        os.chmod(tmp, mode)  # some writers (safetensors) recreate the file owner-only
         with open(tmp, "rb") as written:  # on disk before the rename makes it visible
             os.fsync(written.fileno())
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -35,7 +34,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from .actions import ActionSet, apply_actions, get_action_set
-from .checkpoint import CheckpointError, Policy, save_checkpoint, write_safetensors
+from .checkpoint import CheckpointError, Policy, save_checkpoint, write_atomically, write_safetensors
 from .config import PRECISIONS, ModelConfig, TrainConfig
 from .data import ImageSet
 from .distributed import Replicas, average_gradients, mean_over_replicas
@@ -574,10 +573,7 @@ class Trainer:
         if not log.exists():
             return
         kept = [line for line in log.read_text().splitlines() if line and json.loads(line)["episode"] <= self.episode]
-        fd, tmp = tempfile.mkstemp(prefix=".log.", dir=self.run_dir)
-        with os.fdopen(fd, "w") as file:
-            file.write("".join(line + "\n" for line in kept))
-        os.replace(tmp, log)
+        write_atomically(log, lambda tmp: tmp.write_text("".join(line + "\n" for line in kept)))
 
 
 def saved_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
