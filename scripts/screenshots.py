@@ -100,7 +100,6 @@ def main() -> None:
     _, trainer = viewer.window.add_plugin_dock_widget("napari-pixelrl", "Train")
     trainer.set_source("noisy")
     trainer.first_layer.select(noisy.name)
-    trainer.policy_box.setCurrentIndex(trainer.policy_box.findData("gaussian-25"))
     trainer.budget_unit.setCurrentText("episodes")
     trainer.budget.setValue(40)
     trainer.batch_size.setValue(8)

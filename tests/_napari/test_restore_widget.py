@@ -63,6 +63,8 @@ def test_task_picker_lists_the_policies_for_a_task(viewer):
     assert "poisson-gaussian" in widget.policy_info.text()
     widget.task_box.set_task(None)
     assert set(listed()) == set(api.list_policies()) and widget.policy.name == "poisson-gaussian"
+    widget.policy_box.setCurrentIndex(widget.policy_box.findData("not listed"))  # index -1: nothing changes
+    assert widget.policy_box.currentData() == "poisson-gaussian" and widget.policy.name == "poisson-gaussian"
 
 
 def test_layer_picker_follows_the_viewer(viewer):

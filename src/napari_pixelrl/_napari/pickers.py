@@ -212,6 +212,9 @@ class PolicyPicker(QComboBox):
 
     def _on_chosen(self, index: int) -> None:
         key = self.itemData(index)
+        if key is None:  # no entry (index -1): keep the chosen policy
+            self._select_key(self._key)
+            return
         if key == _LOAD_FILE:
             path, _ = QFileDialog.getOpenFileName(self, "Load a PixelRL policy", "", _POLICY_FILES)
             if not path or self.add_file(path) is None:
