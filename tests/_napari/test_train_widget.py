@@ -48,8 +48,10 @@ def test_source_choice_shows_the_fields_it_needs(viewer):
     assert not widget.second_layer.isHidden() and widget.second_label.text() == "clean image"
     widget.set_source("noisy")
     assert widget.second_layer.isHidden() and widget.method_box.isEnabled() and not widget.noise_row.isEnabled()
+    assert widget.psnr_plot.title == "held-out region, against noisy data"  # a noisy target: a low PSNR is expected
     widget.set_source("clean")
     assert widget.noise_row.isEnabled() and "adds noise" in widget.source_info.text()
+    assert widget.psnr_plot.title == "held-out region"
 
 
 def test_task_choice_sets_the_noise_fields_and_the_policies_to_start_from(viewer):

@@ -346,6 +346,18 @@ class TrainWidget(QWidget):
             labels = ("before (RGB)", "after (RGB)")
         self.first_label.setText(labels[0])
         self.second_label.setText(labels[1] or "")
+        noisy_target = self.source in ("noisy", "noisy-pairs")
+        self.psnr_plot.title = "held-out region, against noisy data" if noisy_target else "held-out region"
+        self.psnr_plot.setToolTip(
+            "PSNR of the held-out bottom 10% of the image, restored by the latest policy, against its target. "
+            + (
+                "Your target here is itself noisy: the PSNR stays low and moves little even when the policy "
+                "improves; the preview layer shows the progress better."
+                if noisy_target
+                else "Higher is better."
+            )
+        )
+        self.psnr_plot.update()
         self.second_label.setVisible(labels[1] is not None)
         self.second_layer.setVisible(labels[1] is not None)
         self.method_box.setEnabled(self.source == "noisy")
