@@ -105,6 +105,7 @@ def test_training_end_to_end_draws_curves_previews_and_offers_the_policy_to_rest
     full_range = (float(noisy.min()), float(noisy.max()))  # the preview maps intensities like the whole layer
     expected = api.restore(noisy, api.load_policy(policy_file), intensity_range=full_range)
     np.testing.assert_allclose(preview.data, expected.image, atol=1e-4)
+    np.testing.assert_allclose(preview.contrast_limits, viewer.layers["noisy 1"].contrast_limits)  # no own stretch
     assert restore_panel.policy_box.findData(str(policy_file.resolve())) >= 0  # offered for restoring at once
     assert widget.save_button.isEnabled()
     copy = widget.save_policy(tmp_path / "mine.safetensors")

@@ -106,11 +106,13 @@ class TrainProgress(NamedTuple):
 
 
 class Preview(NamedTuple):
-    """A region to restore during training: input, its intensity range, and its top-left corner in the layer."""
+    """A region to restore during training: input, its intensity range, its top-left corner in the layer, and its
+    units as ``(offset, scale)``: a layer value ``v`` is ``(v - offset) / scale`` here."""
 
     image: np.ndarray
     intensity_range: tuple[float, float]
     corner: tuple[int, int]
+    units: tuple[float, float] = (0.0, 1.0)
 
 
 @thread_worker
@@ -172,7 +174,7 @@ class TrainWidget(QWidget):
         self._episodes = 0
         self._result: Path | None = None
         self._preview_layer: Image | None = None
-        self._preview_corner = (0, 0)
+        self._preview_region: Preview | None = None
         self._source_layer: Image | None = None
         self._started = 0.0
 
@@ -453,7 +455,7 @@ class TrainWidget(QWidget):
             return Preview(np.ascontiguousarray(crop), (low, high), (top, left))
         unit = (crop.astype(np.float32) - low) / (high - low)
         unit = unit[..., :3] if noise.kind in RGB_TASKS else unit  # colour: RGB without alpha
-        return Preview(degrade_image(unit, noise, np.random.default_rng(0)), (0.0, 1.0), (top, left))
+        return Preview(degrade_image(unit, noise, np.random.default_rng(0)), (0.0, 1.0), (top, left), (low, high - low))
 
     def _run_dir(self, layer: Image) -> Path:
         if self.folder.text().strip():
@@ -506,7 +508,7 @@ class TrainWidget(QWidget):
         self._stop.clear()
         if layer is not self._source_layer:
             self._preview_layer = None  # a new preview layer for another image
-        self._result, self._source_layer, self._preview_corner = None, layer, preview.corner
+        self._result, self._source_layer, self._preview_region = None, layer, preview
         self.reward_plot.clear()
         self.psnr_plot.clear()
         worker = _fine_tune_in_background(
@@ -563,12 +565,17 @@ class TrainWidget(QWidget):
 
     def _show_preview(self, restored: np.ndarray) -> None:
         if self._preview_layer is None or self._preview_layer not in self.viewer.layers:
-            source = self._source_layer
-            top, left = self._preview_corner
+            source, region = self._source_layer, self._preview_region
+            top, left = region.corner
             scale = tuple(source.scale[-2:])
             translate = (source.translate[-2] + top * scale[0], source.translate[-1] + left * scale[1])
+            offset, unit = region.units
             self._preview_layer = self.viewer.add_image(
-                restored, name=f"{source.name} preview (training)", scale=scale, translate=translate
+                restored,
+                name=f"{source.name} preview (training)",
+                scale=scale,
+                translate=translate,
+                contrast_limits=[(limit - offset) / unit for limit in source.contrast_limits],  # shown as the layer
             )
         else:
             self._preview_layer.data = restored
