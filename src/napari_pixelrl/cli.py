@@ -174,8 +174,7 @@ def _train(args: argparse.Namespace) -> int:
     # processes at once (torchrun's own handling): rank 0 saves its finished episodes, and the same command resumes.
     replicas = Replicas.from_env()
     if replicas.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_atomically(saved, lambda tmp: tmp.write_text(described + "\n"))  # other processes may be reading it
+        write_atomically(saved, lambda tmp: tmp.write_text(described + "\n"))  # makes run_dir; others may be reading
 
     stop = {"asked": False}
 
