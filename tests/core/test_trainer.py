@@ -198,6 +198,39 @@ def test_imitation_gradient_is_the_stake_weighted_cross_entropy_with_the_greedy_
     np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-10)
 
 
+def test_pathwise_gradient_is_the_exact_immediate_reward_plus_the_later_errors_through_the_chosen_actions():
+    torch.manual_seed(5)
+    model = PixelRLNet(ModelConfig(width=6, reward_filter_size=5))
+    config = TrainConfig(objective="pathwise", steps=2, entropy_beta=0.0, value_weight=0.0)
+    clean = torch.rand(2, 1, 9, 10)
+    noisy = clean + 0.1 * torch.randn_like(clean)
+    recorder = Recorder(model)
+    episode_loss(recorder, clean, noisy, config, DENOISE, torch.Generator().manual_seed(0)).loss.backward()
+    # Reference with plain autograd through apply_actions. Step t's logits get the expected-reward gradient of its
+    # own reward, plus the straight-through gradient of what comes after: d(e_T - e_{t+1})/ds_{t+1} times what
+    # each action gives at s_t (zero at the last step).
+    generator = torch.Generator().manual_seed(0)
+    (s0, out0), (s1, out1) = recorder.steps
+    a0 = choose_actions(out0.logits.detach().log_softmax(1), greedy=False, generator=generator)
+    a1 = choose_actions(out1.logits.detach().log_softmax(1), greedy=False, generator=generator)
+    torch.testing.assert_close(s1, apply_actions(s0, a0, DENOISE))  # the forward pass is the plain rollout
+    n = clean.numel()
+    s1 = s1.clone().requires_grad_(True)
+    s2 = apply_actions(s1, a1, DENOISE)
+    (later,) = torch.autograd.grad((255 * (clean - s2) ** 2).sum() / n - (255 * (clean - s1) ** 2).sum() / n, s1)
+    parts = []
+    for state, out, upstream in ((s0, out0, later), (s1, out1, torch.zeros_like(later))):
+        state = state.detach()
+        pi = out.logits.detach().softmax(1)
+        r = torch.cat([255 * ((clean - state) ** 2 - (clean - a.apply(state)) ** 2) for a in DENOISE.actions], 1)
+        g = torch.cat([upstream * action.apply(state) for action in DENOISE.actions], dim=1)  # (B, A, H, W)
+        later_part = pi * (g - (pi * g).sum(1, keepdim=True))
+        expected = -pi * (r - (pi * r).sum(1, keepdim=True)) / n + later_part
+        torch.testing.assert_close(out.logits.grad, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+        parts.append(float(later_part.abs().max() / expected.abs().max()))
+    assert parts[0] > 0.05 and parts[1] == 0  # the first step gets credit for the second step's reward
+
+
 # --- the trainer --------------------------------------------------------------------------------------------------
 
 

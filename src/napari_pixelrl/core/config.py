@@ -216,7 +216,7 @@ def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return dict(data)
 
 
-OBJECTIVES = ("a2c", "expected-reward", "imitation", "denoiser")
+OBJECTIVES = ("a2c", "expected-reward", "imitation", "pathwise", "denoiser")
 CROP_WEIGHTS = ("equal", "psnr")
 ROLLOUTS = ("sample", "greedy")
 
@@ -233,12 +233,15 @@ class TrainConfig:
     * ``"imitation"``: the same, except that the policy term is behaviour cloning of the per-pixel greedy oracle
       (the action that most lowers each pixel's error, known during training), weighted by how much the choice
       matters at that pixel.
+    * ``"pathwise"``: the exact expected one-step reward, plus the error left after the later steps,
+      backpropagated through the rollout (each step's chosen action forward, π's gradient backward:
+      straight-through), so that a step also learns what the later steps' filters make of its change.
     * ``"denoiser"``: supervised warm start of the trunk and value branch as a residual denoiser (mean squared
       error), the network shape the authors initialised from; a later stage copies it into both branches.
     """
 
     objective: str = "a2c"
-    """``"a2c"``, ``"expected-reward"``, ``"imitation"`` or ``"denoiser"``."""
+    """``"a2c"``, ``"expected-reward"``, ``"imitation"``, ``"pathwise"`` or ``"denoiser"``."""
     data: str = ""
     """Folder of clean training images (8-bit grayscale or any image scaled to [0, 1] by its dtype)."""
     noise: NoiseModel = field(default_factory=NoiseModel)

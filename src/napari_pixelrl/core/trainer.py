@@ -11,9 +11,11 @@ One episode on a batch of clean crops ``x`` and their noisy versions ``s_0``, fo
     loss = Σ_t mean_pixels[ -log π(a_t|s_t) · sg(R_t - V(s_t)) - β H(π(·|s_t)) + value_weight · ½ (R_t - V(s_t))² ]
 
 ``sg`` stops the gradient, so the RMC filter ``w`` learns only through the value term. The convGRU state is
-carried from step to step as data (no backpropagation through time). Two cheaper policy terms replace the first
-one when asked (``TrainConfig.objective``): the exact expected one-step reward, and imitation of the greedy
-oracle; a ``"denoiser"`` stage trains the trunk as a residual denoiser to start from. ``crop_weights="psnr"``
+carried from step to step as data (no backpropagation through time). Three cheaper policy terms replace the first
+one when asked (``TrainConfig.objective``): the exact expected one-step reward, imitation of the greedy oracle,
+and ``"pathwise"``: that expected reward plus the later steps' error, backpropagated through the rollout's
+actions (:func:`straight_through_step`);
+a ``"denoiser"`` stage trains the trunk as a residual denoiser to start from. ``crop_weights="psnr"``
 weights each crop's policy term by one over its initial error (:func:`crop_weights`).
 """
 
@@ -55,6 +57,7 @@ __all__ = [
     "read_log",
     "saved_config",
     "step_reward",
+    "straight_through_step",
 ]
 
 POLICY_FILE = "policy.safetensors"
@@ -139,7 +142,11 @@ def episode_loss(
     With ``config.objective == "expected-reward"`` the policy term is ``-Σ_a π(a|s_t) r_t(a)``, the exact expected
     one-step reward, instead of the sampled ``-log π(a_t|s_t) · advantage``; with ``"imitation"`` it is the
     cross-entropy with the greedy oracle's action ``argmax_a r_t(a)``, weighted per pixel by the spread of the
-    rewards there. Everything else (sampled rollout, value loss with RMC returns, entropy bonus) is the same.
+    rewards there. With ``"pathwise"`` step ``t``'s policy gets the gradient of the exact expected reward of its
+    own step plus that of the error that the later steps leave, ``e(x, s_T) - e(x, s_{t+1})``, backpropagated
+    through the actions taken (:func:`straight_through_step`); the network's input is not differentiated, so
+    the value loss and the entropy cannot reach earlier steps' choices.
+    Everything else (sampled rollout, value loss with RMC returns, entropy bonus) is the same.
     With ``replicas`` of a data-parallel run, ``clean`` and ``noisy`` are this replica's rows of a global batch of
     ``config.batch_size``: actions are sampled as one process would sample them for those rows, and batch-wide
     statistics (the imitation weights' mean) are taken over the whole batch.
@@ -151,11 +158,21 @@ def episode_loss(
     counts = torch.zeros(len(action_set), dtype=torch.long, device=clean.device)
     for _ in range(config.steps):
         with network_autocast(clean.device, network_dtype):
-            out = model(action_set.network_input(state), hidden)
+            out = model(action_set.network_input(state.detach()), hidden)
         log_probs = out.logits.float().log_softmax(dim=1)
         probs = log_probs.exp()
         actions = choose_actions(log_probs.detach(), config.rollout == "greedy", generator, rows)
-        if config.objective in ("expected-reward", "imitation"):
+        if config.objective == "pathwise":
+            candidates = torch.stack([action.apply(state) for action in action_set.actions], dim=1)
+            all_rewards = torch.cat(
+                [step_reward(clean, state.detach(), c, action_set) for c in candidates.detach().unbind(1)], dim=1
+            )
+            next_state = straight_through_step(candidates, actions, probs)
+            # The final error's straight-through gradient w.r.t. π(s_t) holds a linearisation of this step's own
+            # reward: take it out (a term of value 0) and put in the exact expected reward instead.
+            own = step_reward(clean, straight_through_step(candidates.detach(), actions, probs), clean, action_set)
+            policy_terms.append(-(probs * all_rewards).sum(dim=1, keepdim=True) - (own - own.detach()))
+        elif config.objective in ("expected-reward", "imitation"):
             candidates = [action.apply(state) for action in action_set.actions]
             all_rewards = torch.cat([step_reward(clean, state, c, action_set) for c in candidates], dim=1)  # (B,A,H,W)
             if config.objective == "expected-reward":
@@ -169,14 +186,17 @@ def episode_loss(
             next_state = apply_actions(state, actions, action_set)
         entropies.append(-(probs * log_probs).sum(dim=1, keepdim=True))
         values.append(out.value.float())
-        rewards.append(step_reward(clean, state, next_state, action_set))
+        rewards.append(step_reward(clean, state.detach(), next_state.detach(), action_set))
         counts += torch.bincount(actions.flatten(), minlength=len(action_set))
         state, hidden = next_state, out.hidden.detach()
 
     rewards_t, values_t = torch.stack(rewards), torch.stack(values)
     returns = discounted_returns(rewards_t, config.gamma, model.reward_conv if config.reward_map_conv else None)
     weights = crop_weights(clean, noisy, action_set, replicas) if config.crop_weights == "psnr" else 1.0
-    if config.objective in ("expected-reward", "imitation"):
+    if config.objective == "pathwise":
+        final_error = step_reward(clean, state, clean, action_set)  # e(x, s_T), differentiable through the steps
+        policy_loss = ((torch.stack(policy_terms).sum(dim=0) + final_error) * weights).mean()
+    elif config.objective in ("expected-reward", "imitation"):
         policy_loss = (torch.stack(policy_terms) * weights).sum(dim=0).mean()
     else:
         advantage = (returns - values_t).detach()
@@ -192,6 +212,38 @@ def episode_loss(
         reward=float(rewards_t.sum(dim=0).mean()),
         action_counts=counts,
     )
+
+
+def straight_through_step(candidates: torch.Tensor, actions: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """Next state of the ``"pathwise"`` objective: the chosen action's output, with π's gradient flowing back.
+
+    The value is ``candidates[b, actions[b, y, x], :, y, x]``, exactly the state a rollout moves to. The gradient
+    is that of ``Σ_a π_a · candidates_a`` (the straight-through estimator): with respect to ``π_a`` it is the
+    upstream gradient times what action ``a`` would have produced there, and with respect to the candidates it
+    flows only into the chosen action's output (and through it into the earlier state).
+
+    Parameters
+    ----------
+    candidates : torch.Tensor
+        Every action applied to the state, ``(B, A, C, H, W)``.
+    actions : torch.Tensor
+        Chosen action per pixel, ``(B, H, W)`` int64.
+    probs : torch.Tensor
+        Policy ``π(·|s_t)``, ``(B, A, H, W)``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, C, H, W)``.
+    """
+    if candidates.ndim != 5 or probs.shape != candidates.shape[:2] + candidates.shape[3:]:
+        raise ValueError(
+            f"need candidates (B, A, C, H, W) and probs (B, A, H, W), got "
+            f"{tuple(candidates.shape)} and {tuple(probs.shape)}"
+        )
+    chosen = torch.nn.functional.one_hot(actions, candidates.shape[1]).movedim(-1, 1).to(probs.dtype)
+    weights = chosen + probs - probs.detach()  # equal to the one-hot choice, differentiable like π
+    return (weights.unsqueeze(2) * candidates).sum(dim=1)
 
 
 def crop_weights(
