@@ -162,25 +162,23 @@ def episode_loss(
         log_probs = out.logits.float().log_softmax(dim=1)
         probs = log_probs.exp()
         actions = choose_actions(log_probs.detach(), config.rollout == "greedy", generator, rows)
-        if config.objective == "pathwise":
-            candidates = torch.stack([action.apply(state) for action in action_set.actions], dim=1)
-            all_rewards = torch.cat(
-                [step_reward(clean, state.detach(), c, action_set) for c in candidates.detach().unbind(1)], dim=1
-            )
-            next_state = straight_through_step(candidates, actions, probs)
-            # The final error's straight-through gradient w.r.t. π(s_t) holds a linearisation of this step's own
-            # reward: take it out (a term of value 0) and put in the exact expected reward instead.
-            own = step_reward(clean, straight_through_step(candidates.detach(), actions, probs), clean, action_set)
-            policy_terms.append(-(probs * all_rewards).sum(dim=1, keepdim=True) - (own - own.detach()))
-        elif config.objective in ("expected-reward", "imitation"):
-            candidates = [action.apply(state) for action in action_set.actions]
-            all_rewards = torch.cat([step_reward(clean, state, c, action_set) for c in candidates], dim=1)  # (B,A,H,W)
-            if config.objective == "expected-reward":
-                policy_terms.append(-(probs * all_rewards).sum(dim=1, keepdim=True))
-            else:
+        if config.objective in ("expected-reward", "imitation", "pathwise"):
+            candidates = torch.stack([action.apply(state) for action in action_set.actions], dim=1)  # (B,A,C,H,W)
+            fixed = candidates.detach()
+            all_rewards = torch.cat([step_reward(clean, state.detach(), c, action_set) for c in fixed.unbind(1)], 1)
+            if config.objective == "imitation":
                 policy_terms.append(_imitation_term(log_probs, all_rewards, replicas))
-            chosen = actions[:, None, None].expand(-1, 1, state.shape[1], -1, -1)  # (B, 1, C, H, W)
-            next_state = torch.stack(candidates, dim=1).gather(1, chosen).squeeze(1)
+            else:
+                policy_terms.append(-(probs * all_rewards).sum(dim=1, keepdim=True))
+            if config.objective == "pathwise":
+                next_state = straight_through_step(candidates, actions, probs)
+                # The final error's straight-through gradient w.r.t. π(s_t) holds a linearisation of this step's
+                # own reward: take it out (a term of value 0), leaving the exact expected reward above.
+                own = step_reward(clean, straight_through_step(fixed, actions, probs), clean, action_set)
+                policy_terms[-1] = policy_terms[-1] - (own - own.detach())
+            else:
+                chosen = actions[:, None, None].expand(-1, 1, state.shape[1], -1, -1)  # (B, 1, C, H, W)
+                next_state = candidates.gather(1, chosen).squeeze(1)
         else:
             policy_terms.append(log_probs.gather(1, actions.unsqueeze(1)))
             next_state = apply_actions(state, actions, action_set)
