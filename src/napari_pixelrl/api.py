@@ -599,8 +599,8 @@ def fine_tune(
     episodes, minutes
         Budget (see above).
     objective : str
-        ``"expected-reward"`` (default: stable and fast) or ``"a2c"`` (the paper's), see
-        :class:`~napari_pixelrl.core.config.TrainConfig`.
+        ``"expected-reward"`` (default: stable and fast), ``"pathwise"`` (also credits each step with what the
+        later steps make of it) or ``"a2c"`` (the paper's), see :class:`~napari_pixelrl.core.config.TrainConfig`.
     lr, batch_size, crop_size, seed, validate_every, device, precision
         As in :class:`~napari_pixelrl.core.config.TrainConfig`.
     name : str, optional

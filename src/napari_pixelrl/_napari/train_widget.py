@@ -231,8 +231,11 @@ class TrainWidget(QWidget):
         self.advanced.setCheckable(True)
         self.advanced.setChecked(False)
         self.objective = QComboBox()
-        self.objective.addItems(["expected-reward", "a2c"])
-        self.objective.setToolTip("expected-reward: stable and fast (default); a2c: the paper's actor-critic")
+        self.objective.addItems(["expected-reward", "pathwise", "a2c"])
+        self.objective.setToolTip(
+            "expected-reward: stable and fast (default); pathwise: also learns what the later steps make of a "
+            "step (a little slower per episode); a2c: the paper's actor-critic"
+        )
         self.lr = QDoubleSpinBox()
         self.lr.setDecimals(5)
         self.lr.setRange(1e-5, 1e-2)
