@@ -167,18 +167,19 @@ def episode_loss(
             fixed = candidates.detach()
             all_rewards = torch.cat([step_reward(clean, state.detach(), c, action_set) for c in fixed.unbind(1)], 1)
             if config.objective == "imitation":
-                policy_terms.append(_imitation_term(log_probs, all_rewards, replicas))
+                term = _imitation_term(log_probs, all_rewards, replicas)
             else:
-                policy_terms.append(-(probs * all_rewards).sum(dim=1, keepdim=True))
+                term = -(probs * all_rewards).sum(dim=1, keepdim=True)
             if config.objective == "pathwise":
                 next_state = straight_through_step(candidates, actions, probs)
                 # The final error's straight-through gradient w.r.t. π(s_t) holds a linearisation of this step's
                 # own reward: take it out (a term of value 0), leaving the exact expected reward above.
                 own = step_reward(clean, straight_through_step(fixed, actions, probs), clean, action_set)
-                policy_terms[-1] = policy_terms[-1] - (own - own.detach())
+                term = term - (own - own.detach())
             else:
                 chosen = actions[:, None, None].expand(-1, 1, state.shape[1], -1, -1)  # (B, 1, C, H, W)
                 next_state = candidates.gather(1, chosen).squeeze(1)
+            policy_terms.append(term)
         else:
             policy_terms.append(log_probs.gather(1, actions.unsqueeze(1)))
             next_state = apply_actions(state, actions, action_set)
