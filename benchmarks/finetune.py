@@ -17,6 +17,10 @@ train fields 001-020, scores the test fields 081-085 only):
   noise is signal-dependent and its level unknown).
 
     python benchmarks/finetune.py [--minutes 3] [--start gaussian-25] [--limit N]
+        [--objectives expected-reward pathwise] [--precision bfloat16]
+
+With several ``--objectives``, every kind of training data is fine-tuned once per objective (same minutes each),
+so the objectives are compared on the same data, noise and test images in one run.
 """
 
 from __future__ import annotations
@@ -51,11 +55,17 @@ def fit(output: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return (a * output + b).astype(np.float32)
 
 
-def fine_tuned(start: str, data, minutes: float, seed: int) -> tuple[api.Policy, int]:
-    """Fine-tune ``start`` on ``data`` for ``minutes``; the policy and the episodes it got."""
-    with tempfile.TemporaryDirectory() as run_dir:
-        updates = list(api.fine_tune(start, data, run_dir, minutes=minutes, seed=seed))  # episodes planned
-        return api.load_policy(f"{run_dir}/policy.safetensors"), len(updates)
+def fine_tuned(args: argparse.Namespace, sources: dict, policies: dict, notes: dict) -> None:
+    """Fine-tune ``args.start`` on each of ``sources`` with each objective for ``args.minutes``; add the policies
+    (and how many episodes each got) to ``policies`` and ``notes``."""
+    budget = {"minutes": args.minutes, "seed": args.seed, "precision": args.precision}
+    for name, data in sources.items():
+        for objective in args.objectives:
+            row = f"fine-tuned {name}" + (f", {objective}" if len(args.objectives) > 1 else "")
+            with tempfile.TemporaryDirectory() as run_dir:  # episodes planned from a measured time per episode
+                updates = list(api.fine_tune(args.start, data, run_dir, objective=objective, **budget))
+                policies[row] = api.load_policy(f"{run_dir}/policy.safetensors")
+            notes[row] = f"{len(updates)} episodes in {args.minutes:g} min"
 
 
 def best_bm3d_sigma(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
@@ -83,8 +93,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="first N test images only")
     parser.add_argument("--part", choices=["synthetic", "real", "both"], default="both")
+    parser.add_argument(
+        "--objectives",
+        nargs="+",
+        default=["expected-reward"],
+        choices=["expected-reward", "pathwise", "a2c"],
+        help="training objective(s) of the fine-tunes (each source is fine-tuned once per objective)",
+    )
+    parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     args = parser.parse_args()
-    print(f"machine: {machine()}; start: {args.start}; {args.minutes:g} min per fine-tune; seed {args.seed}")
+    print(
+        f"machine: {machine()}; start: {args.start}; {args.minutes:g} min per fine-tune; seed {args.seed}; "
+        f"objectives {', '.join(args.objectives)}; {args.precision}"
+    )
 
     test_clean = read_unit(W2S / "test" / "clean", args.limit)
     if args.part in ("synthetic", "both"):
@@ -112,10 +133,7 @@ def synthetic(args: argparse.Namespace, test_clean: list[np.ndarray]) -> None:
     policies = {f"{args.start} (start)": api.load_policy(args.start)}
     policies["poisson-gaussian (shipped)"] = api.load_policy("poisson-gaussian")
     notes = {"poisson-gaussian (shipped)": "trained for this noise family (reference)"}
-    for name, data in sources.items():
-        policy, episodes = fine_tuned(args.start, data, args.minutes, args.seed)
-        policies[f"fine-tuned {name}"] = policy
-        notes[f"fine-tuned {name}"] = f"{episodes} episodes in {args.minutes:g} min"
+    fine_tuned(args, sources, policies, notes)
     rows: dict[str, list[float]] = {"noisy": [psnr(n, c) for n, c in zip(test_noisy, test_clean, strict=True)]}
     seconds: dict[str, float] = {}
     for name, policy in policies.items():
@@ -136,14 +154,12 @@ def real(args: argparse.Namespace, test_clean: list[np.ndarray]) -> None:
     test_real = read_unit(W2S / "test" / "noisy", args.limit)
     policies = {f"{args.start} (start)": api.load_policy(args.start)}
     policies["poisson-gaussian (shipped)"] = api.load_policy("poisson-gaussian")
-    notes = {}
-    for name, data in {
+    notes: dict[str, str] = {}
+    sources = {
         "(b) real noisy/clean pairs": api.noisy_clean_pairs(real_pairs, intensity_range=(0.0, 1.0)),
         "(d) real noisy frames alone": api.noisy_images(real_noisy, intensity_range=(0.0, 1.0)),
-    }.items():
-        policy, episodes = fine_tuned(args.start, data, args.minutes, args.seed)
-        policies[f"fine-tuned {name}"] = policy
-        notes[f"fine-tuned {name}"] = f"{episodes} episodes in {args.minutes:g} min"
+    }
+    fine_tuned(args, sources, policies, notes)
     rows = {"noisy": [psnr(fit(n, c), c) for n, c in zip(test_real, test_clean, strict=True)]}
     seconds = {}
     for name, policy in policies.items():
