@@ -8,6 +8,7 @@ from PIL import Image
 
 from napari_pixelrl import api
 from napari_pixelrl.core import inference
+from napari_pixelrl.core.actions import DENOISE
 from napari_pixelrl.core.checkpoint import CheckpointError, save_checkpoint
 from napari_pixelrl.core.config import NoiseModel
 from napari_pixelrl.core.metrics import psnr
@@ -197,6 +198,29 @@ def test_evaluate_scores_any_noise_model_on_the_same_draws(tmp_path):
     assert result.noise == noise
     np.testing.assert_allclose([s.psnr_noisy for s in result.scores], expected, rtol=1e-6)
     np.testing.assert_allclose([s.psnr for s in result.scores], expected, rtol=1e-6)  # "do nothing" policy
+    np.testing.assert_array_equal(result.action_shares, np.eye(len(DENOISE))[[1, 1, 1]])  # 3 steps, all action 1
+
+
+def test_evaluate_counts_the_actions_that_restore_chooses_on_the_same_draws(tmp_path):
+    rng = np.random.default_rng(4)
+    clean = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((16, 16), (12, 20))]
+    for i, image in enumerate(clean):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+    policy = make_policy(seed=2)
+    with torch.no_grad():
+        policy.model.policy_head.weight.mul_(30.0)  # actions change from pixel to pixel
+    result = api.evaluate(policy, tmp_path, sigma=30, seed=5)
+    draws = np.random.default_rng(5)
+    actions = [
+        api.restore(degrade(c / 255.0, NoiseModel(sigma=30), draws), policy, intensity_range=(0, 1)).actions
+        for c in clean
+    ]
+    per_image = [[[np.sum(step == k) for k in range(len(DENOISE))] for step in a] for a in actions]  # (steps, A)
+    assert len(np.unique(np.concatenate([a.ravel() for a in actions]))) > 1  # a mixed policy, not a trivial case
+    for score, counts in zip(result.scores, per_image, strict=True):
+        np.testing.assert_array_equal(score.action_counts, counts)
+    np.testing.assert_allclose(result.action_shares, np.sum(per_image, axis=0) / (16 * 16 + 12 * 20))
+    assert result.action_names == tuple(DENOISE.names)
 
 
 def test_restore_steps_reports_each_step_and_returns_the_same_result_as_restore(policy):

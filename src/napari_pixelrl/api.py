@@ -264,21 +264,24 @@ def restore_steps(
 
 @dataclass(frozen=True)
 class ImageScore:
-    """Scores of one image in :func:`evaluate`."""
+    """Scores of one image in :func:`evaluate`; ``action_counts[t, a]`` is how many pixels chose action ``a`` at
+    step ``t``."""
 
     name: str
     psnr_noisy: float
     psnr: float
     ssim: float
     seconds: float
+    action_counts: np.ndarray
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """All scores of :func:`evaluate`, with means."""
+    """All scores of :func:`evaluate`, with means; ``action_names`` label the columns of the action counts."""
 
     noise: NoiseModel
     scores: list[ImageScore]
+    action_names: tuple[str, ...]
 
     @property
     def mean_noisy_psnr(self) -> float:
@@ -299,6 +302,12 @@ class Evaluation:
     def mean_seconds(self) -> float:
         """Mean restore time per image, seconds."""
         return float(np.mean([s.seconds for s in self.scores]))
+
+    @property
+    def action_shares(self) -> np.ndarray:
+        """Share of all pixels that chose each action at each step, ``(steps, len(action_names))``; rows sum to 1."""
+        counts = np.sum([s.action_counts for s in self.scores], axis=0)
+        return counts / counts.sum(axis=1, keepdims=True)
 
 
 def as_unit_gray(image: np.ndarray, name: str) -> np.ndarray:
@@ -363,15 +372,15 @@ def evaluate(
         clean = as_unit_gray(read_image(path), path.name)
         noisy = degrade(clean, noise, rng)
         start = time.perf_counter()
-        restored = restore(
-            noisy, policy, steps=steps, device=device, intensity_range=(0.0, 1.0), precision=precision
-        ).image
+        result = restore(noisy, policy, steps=steps, device=device, intensity_range=(0.0, 1.0), precision=precision)
         seconds = time.perf_counter() - start
-        score = ImageScore(path.name, psnr(noisy, clean), psnr(restored, clean), ssim(restored, clean), seconds)
+        counts = np.stack([np.bincount(a.ravel(), minlength=len(policy.action_set)) for a in result.actions])
+        restored = result.image
+        score = ImageScore(path.name, psnr(noisy, clean), psnr(restored, clean), ssim(restored, clean), seconds, counts)
         scores.append(score)
         if on_image is not None:
             on_image(score)
-    return Evaluation(noise=noise, scores=scores)
+    return Evaluation(noise=noise, scores=scores, action_names=tuple(policy.action_set.names))
 
 
 def train(
