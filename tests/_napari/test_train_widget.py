@@ -152,13 +152,14 @@ def test_a_noisy_stack_trains_from_consecutive_frames(viewer, qtbot, scene, tmp_
     widget = dock(viewer)
     widget.set_source("noisy")
     widget.method_box.setCurrentIndex(widget.method_box.findData("frames"))
-    widget.objective.setCurrentText("pathwise")
+    assert widget.objective.currentText() == "pathwise"  # the default
+    widget.objective.setCurrentText("expected-reward")
     tiny(widget, tmp_path / "run", 3)
     widget.train()
     qtbot.waitUntil(lambda: not widget.running, timeout=WAIT_MS)
     policy = api.load_policy(tmp_path / "run" / "policy.safetensors")
     assert policy.training["stages"][-1]["data"]["kind"] == "noisy/noisy pairs"
-    assert policy.training["stages"][-1]["config"]["objective"] == "pathwise"
+    assert policy.training["stages"][-1]["config"]["objective"] == "expected-reward"
     assert viewer.layers["stack preview (training)"].data.shape == (64, 64)
 
 

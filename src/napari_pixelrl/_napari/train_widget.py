@@ -231,10 +231,10 @@ class TrainWidget(QWidget):
         self.advanced.setCheckable(True)
         self.advanced.setChecked(False)
         self.objective = QComboBox()
-        self.objective.addItems(["expected-reward", "pathwise", "a2c"])
+        self.objective.addItems(["pathwise", "expected-reward", "a2c"])
         self.objective.setToolTip(
-            "expected-reward: stable and fast (default); pathwise: also learns what the later steps make of a "
-            "step (a little slower per episode); a2c: the paper's actor-critic"
+            "pathwise (default): learns each step's own reward and what the later steps make of it; "
+            "expected-reward: the step's own reward only (a little faster per episode); a2c: the paper's actor-critic"
         )
         self.lr = QDoubleSpinBox()
         self.lr.setDecimals(5)
