@@ -42,6 +42,7 @@ from .core.io import list_images, read_image, zarr_restoration
 from .core.metrics import psnr, ssim
 from .core.noise import degrade
 from .core.recipe import Recipe
+from .core.render import action_counts
 from .core.sources import ImagePairs, NeighbourPairs, SyntheticNoise, TrainingData, fingerprint, split_rows
 from .core.trainer import POLICY_FILE, STATE_FILE, Trainer, TrainUpdate, episode_loss, saved_config
 
@@ -374,8 +375,7 @@ def evaluate(
         start = time.perf_counter()
         result = restore(noisy, policy, steps=steps, device=device, intensity_range=(0.0, 1.0), precision=precision)
         seconds = time.perf_counter() - start
-        counts = np.stack([np.bincount(a.ravel(), minlength=len(policy.action_set)) for a in result.actions])
-        restored = result.image
+        restored, counts = result.image, action_counts(result.actions, len(policy.action_set))
         score = ImageScore(path.name, psnr(noisy, clean), psnr(restored, clean), ssim(restored, clean), seconds, counts)
         scores.append(score)
         if on_image is not None:

@@ -7,7 +7,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .actions import ActionSet
 
-__all__ = ["action_montage", "action_shares", "color_actions"]
+__all__ = ["action_counts", "action_montage", "action_shares", "color_actions"]
 
 _GAP = 6
 _SWATCH = 12
@@ -28,16 +28,22 @@ def color_actions(actions: np.ndarray, action_set: ActionSet) -> np.ndarray:
     return palette[actions.astype(np.intp)]
 
 
-def action_shares(actions: np.ndarray, n_actions: int) -> np.ndarray:
-    """Fraction of pixels that took each action at each step: ``(T, n_actions)`` from an action map ``(T, H, W)``,
-    or from an n-D array's ``(*stack, T, H, W)`` (all planes counted together); each row sums to 1."""
+def action_counts(actions: np.ndarray, n_actions: int) -> np.ndarray:
+    """Number of pixels that took each action at each step: ``(T, n_actions)`` from an action map ``(T, H, W)``,
+    or from an n-D array's ``(*stack, T, H, W)`` (all planes counted together)."""
     actions = np.asarray(actions)
     if actions.ndim < 3:
         raise ValueError(f"expected an action map (steps, H, W) or (*stack, steps, H, W), got shape {actions.shape}")
     # One step and one action at a time, on the uint8 data: no wide copy of an 8k x 8k x steps map.
     steps = actions.shape[-3]
-    counts = np.array([[np.count_nonzero(actions[..., t, :, :] == a) for a in range(n_actions)] for t in range(steps)])
-    return counts / max(1, actions[..., 0, :, :].size)
+    return np.array([[np.count_nonzero(actions[..., t, :, :] == a) for a in range(n_actions)] for t in range(steps)])
+
+
+def action_shares(actions: np.ndarray, n_actions: int) -> np.ndarray:
+    """Fraction of pixels that took each action at each step (:func:`action_counts` over the pixels of a step);
+    each row sums to 1."""
+    counts = action_counts(actions, n_actions)
+    return counts / max(1, np.asarray(actions)[..., 0, :, :].size)
 
 
 def action_montage(actions: np.ndarray, action_set: ActionSet) -> Image.Image:
