@@ -311,3 +311,18 @@ def test_demo_writes_pngs_of_the_result_and_its_action_map(tmp_path, capsys):
     actions = np.asarray(Image.open(tmp_path / "demo" / "actions.png").convert("RGB"))
     assert (actions == (90, 90, 90)).all(axis=-1).sum() >= 3 * noisy.size  # three steps of "do nothing"
     assert "PSNR" in capsys.readouterr().out
+
+
+def test_bfloat16_without_native_support_warns_once_and_restores_in_float32(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("napari_pixelrl.core.environment.has_native_bfloat16", lambda device="cpu": False)
+    policy_path = save_checkpoint(make_policy(), tmp_path / "p.safetensors")
+    inputs = _write_pngs(tmp_path / "in")
+    out = tmp_path / "out"
+    code = cli.main(
+        ["restore", *map(str, inputs), "-o", str(out), "--policy", str(policy_path), "--precision", "bfloat16"]
+    )
+    assert code == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warned) == 1 and "float32 instead" in warned[0]
+    expected = api.restore(np.asarray(Image.open(inputs[0])), make_policy())
+    np.testing.assert_array_equal(tifffile.imread(out / "img0_restored.tif"), expected.image)

@@ -36,7 +36,7 @@ from .core.checkpoint import (
 from .core.config import PRECISIONS, TASKS, InferenceConfig, NoiseModel, TrainConfig
 from .core.data import ImageSet
 from .core.distributed import Replicas
-from .core.environment import resolve_device
+from .core.environment import PrecisionWarning, has_native_bfloat16, resolve_device, usable_precision
 from .core.inference import Restoration, RestoreProgress, check_image, default_intensity_range
 from .core.io import list_images, read_image, zarr_restoration
 from .core.metrics import psnr, ssim
@@ -52,6 +52,7 @@ __all__ = [
     "Evaluation",
     "ImageScore",
     "Policy",
+    "PrecisionWarning",
     "Restoration",
     "RestoreProgress",
     "check_image",
@@ -62,6 +63,7 @@ __all__ = [
     "estimate_episode_seconds",
     "evaluate",
     "fine_tune",
+    "has_native_bfloat16",
     "list_policies",
     "load_policy",
     "noisy_clean_pairs",
@@ -170,6 +172,8 @@ def restore(
     precision : {"float32", "bfloat16"}
         Arithmetic of the network. ``"bfloat16"`` is about 1.7x faster on CPUs with native bfloat16 and changed
         BSD68 PSNR by less than 0.01 dB in our benchmark, but is not bit-exact; filters always run in float32.
+        Where the CPU has no native bfloat16 (:func:`has_native_bfloat16`; e.g. AVX2-only CPUs, where it would be
+        about 11x slower) float32 runs instead, with a :class:`PrecisionWarning`.
     channel_axis : int, optional
         An axis of channels, each restored as grayscale with its own default intensity range (with a colour
         policy: the RGB(A) axis, restored as one colour image).
@@ -628,6 +632,7 @@ def fine_tune(
     >>> mine = api.load_policy("runs/my-microscope/policy.safetensors")  # doctest: +SKIP
     """
     start = policy if isinstance(policy, Policy) else load_policy(policy)
+    precision = usable_precision(precision, resolve_device(device))  # one warning, not one per use
     if episodes is None and (Path(run_dir) / STATE_FILE).exists():
         episodes = saved_config(run_dir).episodes  # resuming: keep the schedule the run was planned with
     if episodes is None:
@@ -702,6 +707,7 @@ def estimate_episode_seconds(
     changed. Validation, every ``validate_every`` episodes, adds a little on top.
     """
     target = resolve_device(device)
+    precision = usable_precision(precision, target)
     model = copy.deepcopy(policy.model).to(target, memory_format=torch.channels_last).train()
     config = TrainConfig(
         objective=objective, batch_size=batch_size, crop_size=crop_size, steps=policy.steps, precision=precision

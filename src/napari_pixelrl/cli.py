@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from .batch import RestoreJob, expand_inputs, restore_files
 from .core.checkpoint import CheckpointError, write_atomically
 from .core.config import CROP_WEIGHTS, NOISE_KINDS, OBJECTIVES, PRECISIONS, NoiseModel, TrainConfig
 from .core.distributed import Replicas
+from .core.environment import usable_precision
 from .core.io import IMAGE_SUFFIXES, list_images
 from .core.metrics import psnr, to_uint8
 from .core.noise import degrade_image
@@ -29,18 +31,18 @@ from .core.render import action_montage
 
 
 def _restore(args: argparse.Namespace) -> int:
+    device = api.resolve_device(args.device)  # a bad --device is one error, not one per file
     job = RestoreJob(
         policy=args.policy,
         steps=args.steps,
         device=args.device,
-        precision=args.precision,
+        precision=usable_precision(args.precision, device),  # warned once here, not in every worker
         values=args.values,
         tile_size=args.tile_size,
         channel_axis=args.channel_axis,
         threads=args.threads,
     )
-    policy = api.load_policy(args.policy)  # a bad --policy or --device is one error, not one per file
-    api.resolve_device(args.device)
+    policy = api.load_policy(args.policy)  # a bad --policy is one error, not one per file
     paths = expand_inputs(args.inputs)
     where = f"on {args.scheduler}" if args.scheduler else f"in {args.workers} process(es)"
     in_process = args.scheduler is None and (args.workers == 1 or len(paths) <= 1)
@@ -315,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--precision",
             default="float32",
             choices=sorted(PRECISIONS),
-            help="network arithmetic: float32 (exact) or bfloat16 (faster on CPUs with native bf16)",
+            help="network arithmetic: float32 (exact) or bfloat16 (faster where native, else float32 with a warning)",
         )
 
     restore = commands.add_parser(
@@ -422,11 +424,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    print(f"napari-pixelrl: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``napari-pixelrl`` console script."""
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with warnings.catch_warnings():  # a fallback from bfloat16 is said once, as one plain line
+            warnings.simplefilter("once", api.PrecisionWarning)
+            warnings.showwarning = _print_warning
+            return args.run(args)
     except (CheckpointError, ValueError, OSError, MemoryError) as err:
         print(f"napari-pixelrl: error: {err}", file=sys.stderr)
         return 2

@@ -253,8 +253,10 @@ def test_a_short_a2c_run_raises_reward_and_validation_psnr(image_folder, tmp_pat
     before = trainer.validate()
     updates = list(trainer.run())
     first, last = np.mean([u.reward for u in updates[:6]]), np.mean([u.reward for u in updates[-6:]])
-    assert last > first + 0.15, (first, last)  # measured: 1.79 -> 2.11
-    assert updates[-1].validation_psnr > before + 1.0, (before, updates[-1].validation_psnr)  # 25.2 -> 28.0 dB
+    # Margins: half the smallest gain over seeds 0-5, measured alike with AVX-512 and AVX2 kernels (reward
+    # +0.13 to +0.28, validation +3.4 to +6.0 dB; seed 1: +0.19, +6.0).
+    assert last > first + 0.06, (first, last)
+    assert updates[-1].validation_psnr > before + 1.5, (before, updates[-1].validation_psnr)
 
 
 def test_resume_continues_exactly_as_an_uninterrupted_run(image_folder, tmp_path):
@@ -305,11 +307,13 @@ def test_resume_with_another_configuration_is_refused(image_folder, tmp_path):
 
 
 def test_denoiser_warm_start_learns_and_converts_to_a_policy(image_folder, tmp_path):
-    config = learning_config(image_folder, objective="denoiser", episodes=150, validate_every=150)
+    config = learning_config(image_folder, objective="denoiser", episodes=150, validate_every=150, seed=0)
     trainer = Trainer(config, tmp_path / "warm")
     before = trainer.validate()
     after = list(trainer.run())[-1].validation_psnr
-    assert after > before + 0.5, (before, after)  # measured: 21.58 -> 22.69 dB
+    # Seed 0: +3.12 dB with AVX-512 and AVX2 kernels alike; seeds 2-5 +2.9 to +5.7. Seed 1 (the other tests'
+    # seed) starts on a plateau where the outcome rests on the CPU's rounding: +1.11 (AVX-512) but +0.32 (AVX2).
+    assert after > before + 1.0, (before, after)
     warm = load_checkpoint(tmp_path / "warm" / "policy.safetensors")
     policy_stage = Trainer(learning_config(image_folder, episodes=1), tmp_path / "rl", initial=warm)
     model = policy_stage.model
@@ -348,3 +352,22 @@ def test_invalid_train_configs_are_refused(changes, message):
 def test_train_config_round_trips_through_json():
     config = TrainConfig(noise=NoiseModel(sigma=(5.0, 55.0)), model=ModelConfig(width=16))
     assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_a_stage_falls_back_to_float32_and_records_its_segments(image_folder, tmp_path, monkeypatch):
+    monkeypatch.setattr("napari_pixelrl.core.environment.has_native_bfloat16", lambda device="cpu": False)
+    with pytest.warns(UserWarning, match="no native bfloat16"):
+        trainer = Trainer(tiny_config(image_folder, episodes=3, precision="bfloat16"), tmp_path / "run")
+    assert trainer.config.precision == "float32" and trainer.network_dtype is None
+    for update in trainer.run():
+        if update.episode == 2:
+            break
+    monkeypatch.setattr("napari_pixelrl.core.environment.has_native_bfloat16", lambda device="cpu": True)
+    resumed = Trainer(tiny_config(image_folder, episodes=3, precision="bfloat16"), tmp_path / "run")  # another host
+    list(resumed.run())
+    segments = load_checkpoint(tmp_path / "run" / "policy.safetensors").training["stages"][-1]["segments"]
+    assert [(s["precision"], s["first_episode"], s["last_episode"]) for s in segments] == [
+        ("float32", 1, 2),
+        ("bfloat16", 3, 3),
+    ]
+    assert all(s["seconds"] > 0 and "cores" in s["machine"] for s in segments)

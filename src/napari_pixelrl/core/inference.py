@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from .checkpoint import Policy
-from .config import InferenceConfig
-from .environment import resolve_device
+from .config import PRECISIONS, InferenceConfig
+from .environment import resolve_device, usable_precision
 from .memory import available_bytes, episode_bytes, release_free_memory, reuse_large_buffers
 from .rollout import Step, collect_episode, episode_steps
 from .tiling import Tile, halo_width, plan_tiles, tile_side_for_budget
@@ -382,6 +382,7 @@ def restore_steps(
     layout = check_image(image, channel_axis=channel_axis, rgb=rgb, channels=policy.action_set.channels)
     steps = policy.steps if config.steps is None else config.steps
     target = resolve_device(config.device)
+    network_dtype = PRECISIONS[usable_precision(config.precision, target)]
     ranges = _intensity_ranges(image, layout, intensity_range)
     channels = policy.model.config.width
     halo = halo_width(policy.model.config, steps, policy.action_set.radius)
@@ -434,7 +435,7 @@ def restore_steps(
             extras.append(planes[channels_in:])
         state = torch.from_numpy(np.stack(states)).to(target).contiguous(memory_format=torch.channels_last)
         episode = episode_steps(
-            model, state, policy.action_set, steps, with_value=config.return_values, network_dtype=config.network_dtype
+            model, state, policy.action_set, steps, with_value=config.return_values, network_dtype=network_dtype
         )
         finished: list[Step] = []
         while True:

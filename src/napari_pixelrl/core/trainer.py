@@ -26,7 +26,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -40,7 +40,7 @@ from .checkpoint import CheckpointError, Policy, save_checkpoint, write_atomical
 from .config import PRECISIONS, ModelConfig, TrainConfig
 from .data import ImageSet
 from .distributed import Replicas, average_gradients, mean_over_replicas
-from .environment import describe_machine, resolve_device, source_commit
+from .environment import describe_machine, resolve_device, source_commit, usable_precision
 from .metrics import psnr
 from .model import PixelRLNet
 from .rollout import choose_actions, collect_episode, episode_steps, network_autocast
@@ -382,6 +382,7 @@ class Trainer:
         # Under torchrun: one replica of a data-parallel run (core/distributed.py); otherwise rank 0 of 1.
         self.replicas = Replicas.from_env()
         self.device = self.replicas.join(resolve_device(config.device))
+        self.config = config = replace(config, precision=usable_precision(config.precision, self.device))
         self.rows = self.replicas.rows(config.batch_size)
         self.network_dtype = PRECISIONS[config.precision]
         if initial is not None:
@@ -414,6 +415,9 @@ class Trainer:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(config.seed)
         self.episode, self.seconds, self.last_validation = 0, 0.0, None
+        self.segments: list[dict] = []
+        """Stretches of episodes run on one machine at one precision: machine, precision, first and last episode,
+        seconds (a stage resumed on another host, or at another precision, gets a new segment)."""
         self._stop_requested = False
         self._commit, self._machine = source_commit(), describe_machine(self.device)
         self.validation = data.validation(config.validation_crop, config.seed)
@@ -483,7 +487,9 @@ class Trainer:
         validation = None
         if main and cfg.validate_every and (self.episode % cfg.validate_every == 0 or self.episode == cfg.episodes):
             validation = self.last_validation = self.validate()
-        self.seconds += time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        self.seconds += elapsed
+        self._extend_segment(elapsed)
         checkpoint = None
         if main and (self.episode % cfg.checkpoint_every == 0 or self.episode == cfg.episodes):
             checkpoint = str(self.save())
@@ -510,6 +516,15 @@ class Trainer:
             seconds=round(self.seconds, 3),
             checkpoint=checkpoint,
         )
+
+    def _extend_segment(self, seconds: float) -> None:
+        here = {"machine": self._machine, "precision": self.config.precision}
+        last = self.segments[-1] if self.segments else None
+        if last is None or last["last_episode"] != self.episode - 1 or any(last[k] != v for k, v in here.items()):
+            last = {**here, "first_episode": self.episode, "last_episode": self.episode, "seconds": 0.0}
+            self.segments.append(last)
+        last["last_episode"] = self.episode
+        last["seconds"] = round(last["seconds"] + seconds, 3)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array).to(self.device).contiguous(memory_format=torch.channels_last)
@@ -543,6 +558,7 @@ class Trainer:
             "episodes_done": self.episode,
             "wall_seconds": round(self.seconds, 1),
             "machine": self._machine,
+            "segments": [dict(s) for s in self.segments],
             "seed": cfg.seed,
             "data": self.data.record(),
             "validation_psnr": self.last_validation,
@@ -576,6 +592,7 @@ class Trainer:
             "param_groups": optimizer["param_groups"],
             "config": self.config.to_dict(),
             "device_type": self.device.type,
+            "segments": self.segments,
         }
         write_safetensors(tensors, self.run_dir / STATE_FILE, {"trainer_state": json.dumps(meta)})
         return path
@@ -590,7 +607,9 @@ class Trainer:
         except (SafetensorError, OSError, KeyError, ValueError, TypeError) as err:
             raise CheckpointError(f"{path} is not a readable trainer state ({err}); use a new run folder") from err
         ours, theirs = self.config.to_dict(), saved.to_dict()
-        changed = sorted(k for k in ours if k != "device" and ours[k] != theirs[k])
+        # The device string and the precision may change between hosts (a stage longer than a session continues
+        # on whatever machine the next session gets; bfloat16 only where it is native): each stretch is a segment.
+        changed = sorted(k for k in ours if k not in ("device", "precision") and ours[k] != theirs[k])
         if changed:
             raise ValueError(
                 f"{self.run_dir} holds a run with a different configuration ({', '.join(changed)} differ); "
@@ -611,6 +630,7 @@ class Trainer:
         self.generator.set_state(tensors["torch_generator"])
         self.rng.bit_generator.state = meta["numpy_rng"]
         self.episode, self.seconds, self.last_validation = meta["episode"], meta["seconds"], meta["last_validation"]
+        self.segments = meta.get("segments", [])
         if self.replicas.is_main:
             self._truncate_log()
 
