@@ -20,7 +20,15 @@ from tqdm import tqdm
 from . import __version__, api
 from .batch import RestoreJob, expand_inputs, restore_files
 from .core.checkpoint import CheckpointError, write_atomically
-from .core.config import CROP_WEIGHTS, NOISE_KINDS, OBJECTIVES, PRECISIONS, NoiseModel, TrainConfig
+from .core.config import (
+    CROP_WEIGHTS,
+    NOISE_KINDS,
+    OBJECTIVES,
+    PRECISIONS,
+    RESUMABLE_CHANGES,
+    NoiseModel,
+    TrainConfig,
+)
 from .core.distributed import Replicas
 from .core.environment import usable_precision
 from .core.io import IMAGE_SUFFIXES, list_images
@@ -175,7 +183,8 @@ def _train(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     saved = run_dir / "recipe.json"
     described = json.dumps(recipe.with_changes(device="auto").to_dict(), indent=1)
-    if saved.is_file() and Recipe.load(saved).with_changes(device="auto") != recipe.with_changes(device="auto"):
+    neutral = {name: getattr(TrainConfig(), name) for name in RESUMABLE_CHANGES}  # may differ on resume
+    if saved.is_file() and Recipe.load(saved).with_changes(**neutral) != recipe.with_changes(**neutral):
         raise ValueError(f"{run_dir} holds a run of another recipe ({saved}); train into a new folder")
     # Under torchrun every process runs this; rank 0 writes the files and shows progress. Ctrl-C there stops all
     # processes at once (torchrun's own handling): rank 0 saves its finished episodes, and the same command resumes.

@@ -371,3 +371,12 @@ def test_a_stage_falls_back_to_float32_and_records_its_segments(image_folder, tm
         ("bfloat16", 3, 3),
     ]
     assert all(s["seconds"] > 0 and "cores" in s["machine"] for s in segments)
+
+
+def test_a_sparse_log_keeps_every_nth_the_validated_and_the_last_episode(image_folder, tmp_path):
+    config = tiny_config(image_folder, episodes=7, log_every=3, validate_every=5)
+    updates = list(Trainer(config, tmp_path / "run").run())
+    assert len(updates) == 7  # progress is still reported after every episode
+    assert [u.episode for u in read_log(tmp_path / "run")] == [3, 5, 6, 7]
+    sparser = replace(config, log_every=50)  # a resumed stage may change how densely it logs
+    assert Trainer(sparser, tmp_path / "run").episode == 7

@@ -37,7 +37,7 @@ from torch import nn
 
 from .actions import ActionSet, apply_actions, get_action_set
 from .checkpoint import CheckpointError, Policy, save_checkpoint, write_atomically, write_safetensors
-from .config import PRECISIONS, ModelConfig, TrainConfig
+from .config import PRECISIONS, RESUMABLE_CHANGES, ModelConfig, TrainConfig
 from .data import ImageSet
 from .distributed import Replicas, average_gradients, mean_over_replicas
 from .environment import describe_machine, resolve_device, source_commit, usable_precision
@@ -51,6 +51,7 @@ __all__ = [
     "TrainUpdate",
     "Trainer",
     "crop_weights",
+    "denoised",
     "discounted_returns",
     "episode_loss",
     "from_denoiser",
@@ -274,11 +275,13 @@ def _imitation_term(log_probs: torch.Tensor, all_rewards: torch.Tensor, replicas
 
 def denoiser_loss(model: PixelRLNet, clean: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
     """Warm-start loss: trunk → value branch → value head predicts the noise; mean squared error of the result."""
-    return ((noisy - _denoise(model, noisy) - clean) ** 2).mean()
+    return ((denoised(model, noisy) - clean) ** 2).mean()
 
 
-def _denoise(model: PixelRLNet, noisy: torch.Tensor) -> torch.Tensor:
-    return model.value_head(model.value_branch(model.trunk(noisy)))
+def denoised(model: PixelRLNet, noisy: torch.Tensor) -> torch.Tensor:
+    """A ``"denoiser"`` stage's estimate of the clean image: ``noisy`` minus the noise that the trunk, the value
+    branch and the value head predict (residual learning, as IRCNN and DnCNN); ``(B, C, H, W)``, not clipped."""
+    return noisy - model.value_head(model.value_branch(model.trunk(noisy)))
 
 
 def from_denoiser(model: PixelRLNet, seed: int = 0) -> PixelRLNet:
@@ -453,7 +456,8 @@ class Trainer:
                 update = self._train_one_episode()
                 if update.checkpoint:
                     saved = self.episode
-                if self.replicas.is_main:
+                logged = update.episode % cfg.log_every == 0 or update.episode == cfg.episodes
+                if self.replicas.is_main and (logged or update.validation_psnr is not None):
                     self._log(update)
                 yield update
         finally:  # a finished run, a stop, a closed generator, Ctrl-C or an error: keep every finished episode
@@ -538,7 +542,7 @@ class Trainer:
         for pair in self.validation:
             state = self._tensor(pair.input.reshape(1, -1, *pair.input.shape[-2:]))  # (H, W) or (C, H, W)
             if self.config.objective == "denoiser":
-                restored = (state - _denoise(self.model, state)).clamp(0.0, 1.0)
+                restored = denoised(self.model, state).clamp(0.0, 1.0)
             else:
                 steps = episode_steps(
                     self.model, state, self.action_set, self.config.steps, network_dtype=self.network_dtype
@@ -607,9 +611,7 @@ class Trainer:
         except (SafetensorError, OSError, KeyError, ValueError, TypeError) as err:
             raise CheckpointError(f"{path} is not a readable trainer state ({err}); use a new run folder") from err
         ours, theirs = self.config.to_dict(), saved.to_dict()
-        # The device string and the precision may change between hosts (a stage longer than a session continues
-        # on whatever machine the next session gets; bfloat16 only where it is native): each stretch is a segment.
-        changed = sorted(k for k in ours if k not in ("device", "precision") and ours[k] != theirs[k])
+        changed = sorted(k for k in ours if k not in RESUMABLE_CHANGES and ours[k] != theirs[k])  # see segments
         if changed:
             raise ValueError(
                 f"{self.run_dir} holds a run with a different configuration ({', '.join(changed)} differ); "
