@@ -5,6 +5,7 @@ import pytest
 import torch
 from conftest import make_policy
 from PIL import Image
+from skimage import data as skdata
 
 from napari_pixelrl import api
 from napari_pixelrl.core import inference
@@ -39,8 +40,9 @@ def test_uint8_is_divided_by_255_and_mapped_back():
 
 def test_uint16_uses_the_image_range_and_box_filter_result_is_in_input_units():
     image = np.random.default_rng(2).integers(1000, 5000, (12, 12)).astype(np.uint16)
+    image[3:5, 3:5], image[8:10, 8:10] = 900, 5100  # the darkest and brightest two-pixel-wide patches set the range
     result = api.restore(image, make_policy(fixed_action=BOX), steps=1)
-    low, high = float(image.min()), float(image.max())
+    low, high = 900.0, 5100.0
     scaled = torch.from_numpy((image - low) / (high - low))[None, None]
     expected = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(scaled, (2,) * 4, mode="reflect"), 5, 1)
     np.testing.assert_allclose(result.image, expected[0, 0].numpy() * (high - low) + low, rtol=1e-5)
@@ -264,9 +266,66 @@ def test_a_stack_is_restored_plane_by_plane_in_one_batch_and_one_intensity_range
             break
     assert progress == [3, 6]  # the three planes run as one batch
     assert result.image.shape == stack.shape and result.actions.shape == result.values.shape == (3, 2, 20, 24)
-    low, high = float(stack.min()), float(stack.max())
+    low, high = api.default_intensity_range(stack)
     for k in range(3):
         alone = api.restore(stack[k], policy, steps=2, return_values=True, intensity_range=(low, high))
         np.testing.assert_allclose(result.image[k], alone.image, rtol=1e-6)
         np.testing.assert_array_equal(result.actions[k], alone.actions)
         np.testing.assert_allclose(result.values[k], alone.values, rtol=1e-5, atol=1e-6)
+
+
+def _scene(shape=(160, 160)) -> np.ndarray:
+    """Centre crop of scikit-image's camera in [0, 1] (float64)."""
+    top, left = ((n - s) // 2 for n, s in zip(skdata.camera().shape, shape, strict=True))
+    return skdata.camera()[top : top + shape[0], left : left + shape[1]] / 255.0
+
+
+def test_default_range_ignores_isolated_hot_and_dead_pixels_but_not_thin_structures():
+    image = np.full((20, 20), 1000, np.uint16)
+    image[5, 5], image[15, 15] = 60000, 0  # one hot and one dead pixel
+    image[2:18, 10] = 3000  # a one-pixel-wide bright line is real structure
+    assert api.default_intensity_range(image) == (1000.0, 3000.0)
+    image[14:16, 3] = 50000  # two bright pixels side by side are kept too
+    assert api.default_intensity_range(image) == (1000.0, 50000.0)
+
+
+@pytest.mark.parametrize("sigma", [15, 25, 50])
+def test_unit_range_floats_with_noise_excursions_keep_their_noise_level(sigma):
+    clean = _scene()
+    noisy = (clean + np.random.default_rng(sigma).normal(0, sigma / 255, clean.shape)).astype(np.float32)
+    assert noisy.min() < -0.05 and noisy.max() > 1.05  # the noise leaves [0, 1], as in the paper's protocol
+    assert api.default_intensity_range(noisy) == (0.0, 1.0)
+    policy = api.load_policy("gaussian-25")
+    default = psnr(api.restore(noisy, policy).image, clean)
+    assert abs(default - psnr(api.restore(noisy, policy, intensity_range=(0, 1)).image, clean)) < 0.05
+    brighter = 2 * clean + np.random.default_rng(0).normal(0, 2 / 255, clean.shape)  # beyond what noise explains
+    assert api.default_intensity_range(brighter.astype(np.float32))[1] > 1.9
+
+
+def test_uint16_with_hot_pixels_keeps_its_noise_level():
+    clean = _scene()
+    rng = np.random.default_rng(0)
+    image = np.clip(100 + 4000 * (clean + rng.normal(0, 25 / 255, clean.shape)), 0, 65535).astype(np.uint16)
+    hot = image.copy()
+    spots = rng.integers(0, 160, (6, 2))
+    hot[spots[:, 0], spots[:, 1]] = 65535
+    assert api.default_intensity_range(hot) == api.default_intensity_range(image)
+    policy = api.load_policy("gaussian-25")
+    rows, cols = np.mgrid[:160, :160]
+    distance = np.min([np.maximum(abs(rows - y), abs(cols - x)) for y, x in spots], axis=0)
+    keep = distance > 24  # beyond the network's and the five steps' reach of a hot pixel: the same mapping
+    with_hot, without = (api.restore(x, policy).image[keep] for x in (hot, image))
+    np.testing.assert_allclose(with_hot, without, atol=1e-3)
+
+
+def test_noise_check_flags_a_low_noise_image_for_a_high_noise_policy():
+    clean = _scene((256, 256))
+    low = (clean + np.random.default_rng(0).normal(0, 5 / 255, clean.shape)).astype(np.float32)
+    check = api.check_noise(low, api.load_policy("gaussian-50"))
+    assert not check.fits and 4 < check.estimate["sigma"] < 8
+    assert "gaussian-15" in check.advice or "gaussian-blind" in check.advice
+    assert api.check_noise(low, api.load_policy("gaussian-blind")).fits
+    matched = (clean + np.random.default_rng(1).normal(0, 25 / 255, clean.shape)).astype(np.float32)
+    check = api.check_noise(matched, api.load_policy("gaussian-25"))
+    assert check.fits and abs(check.estimate["sigma"] - 25) < 3
+    assert api.check_noise(matched, api.load_policy("salt-and-pepper")) is None

@@ -327,3 +327,16 @@ def test_bfloat16_without_native_support_warns_once_and_restores_in_float32(tmp_
     assert len(warned) == 1 and "float32 instead" in warned[0]
     expected = api.restore(np.asarray(Image.open(inputs[0])), make_policy())
     np.testing.assert_array_equal(tifffile.imread(out / "img0_restored.tif"), expected.image)
+
+
+def test_restore_notes_a_file_whose_noise_does_not_fit_the_policy(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    clean = np.tile(np.linspace(40, 200, 64), (64, 1))
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 5, clean.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(noisy).save(tmp_path / "in" / "faint.png")
+    code = cli.main(
+        ["restore", str(tmp_path / "in" / "faint.png"), "-o", str(tmp_path / "out"), "--policy", "gaussian-50"]
+    )
+    assert code == 0
+    note = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert len(note) == 1 and "faint.png" in note[0] and "trained for sigma 50" in note[0]

@@ -41,6 +41,8 @@ from .core.inference import Restoration, RestoreProgress, check_image, default_i
 from .core.io import list_images, read_image, zarr_restoration
 from .core.metrics import psnr, ssim
 from .core.noise import degrade
+from .core.noise_level import NoiseCheck
+from .core.noise_level import check_noise as noise_check
 from .core.recipe import Recipe
 from .core.render import action_counts
 from .core.sources import ImagePairs, NeighbourPairs, SyntheticNoise, TrainingData, fingerprint, split_rows
@@ -51,11 +53,13 @@ __all__ = [
     "ActionSet",
     "Evaluation",
     "ImageScore",
+    "NoiseCheck",
     "Policy",
     "PrecisionWarning",
     "Restoration",
     "RestoreProgress",
     "check_image",
+    "check_noise",
     "clean_images",
     "default_intensity_range",
     "episodes_for_minutes",
@@ -265,6 +269,41 @@ def restore_steps(
     array = image if hasattr(image, "shape") and hasattr(image, "dtype") else np.asarray(image)
     data = {"intensity_range": intensity_range, "channel_axis": channel_axis, "rgb": rgb}  # how to read the array
     return (yield from inference.restore_steps(array, policy, config, out=out, **data))
+
+
+def check_noise(
+    image: Any,
+    policy: Policy,
+    *,
+    intensity_range: tuple[float, float] | None = None,
+    channel_axis: int | None = None,
+    rgb: bool | None = None,
+) -> NoiseCheck | None:
+    """Estimate the noise of ``image`` as :func:`restore` would map it, and compare it with the policy's.
+
+    The estimate (Gaussian σ on the 0-255 scale; for a Poisson-Gaussian policy also the gain) comes from the centre
+    512x512 window of the first plane (of the first channel). When it lies outside what the policy was trained for
+    (more than a factor 1.5 off), ``advice`` names the shipped policy that fits, or fine-tuning.
+
+    Returns
+    -------
+    NoiseCheck or None
+        ``None`` for policies without a noise level (salt-and-pepper, text, colour).
+
+    Examples
+    --------
+    >>> check = api.check_noise(noisy, api.load_policy("gaussian-50"))  # doctest: +SKIP
+    >>> check.fits, check.advice  # doctest: +SKIP
+    (False, 'noise sigma ≈ 5.2, but the policy was trained for sigma 50: try gaussian-15 or gaussian-blind, ...')
+    """
+    array = image if hasattr(image, "shape") and hasattr(image, "dtype") else np.asarray(image)
+    channels = policy.action_set.channels
+    layout = check_image(array, channel_axis=channel_axis, rgb=rgb, channels=channels)
+    if channels != 1:
+        return None
+    window = inference.noise_window(array, layout, intensity_range)
+    shipped = {path.stem: NoiseModel.from_dict(read_header(path)["noise_model"]) for path in _shipped_files()}
+    return noise_check(window, policy.noise_model, shipped)
 
 
 @dataclass(frozen=True)

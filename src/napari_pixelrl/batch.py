@@ -72,6 +72,8 @@ class FileResult:
     """Pixels restored (all planes; an RGB pixel under a colour policy counts once), in millions."""
     seconds: float = 0.0
     error: str | None = None
+    noise: str | None = None
+    """The noise check's advice when the file's noise lies outside what the policy was trained for."""
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -248,6 +250,7 @@ def restore_file(
             _restore(source, policy, on_progress, out=out, channel_axis=channel_axis, **options)
             outputs: tuple[Path, ...] = (target,)
             layout = image_layout(source.shape, channel_axis=channel_axis, channels=policy.action_set.channels)
+            check = api.check_noise(source, policy, channel_axis=channel_axis)
         else:
             image = read_image(path)
             tiff = path.suffix.lower() in (".tif", ".tiff")
@@ -262,9 +265,11 @@ def restore_file(
             )
             if result.values is not None:
                 outputs += (_write(outdir / f"{stem}_values.tif", result.values, _resolution_only(kept)),)
+            check = api.check_noise(image, policy, channel_axis=channel_axis)
     except Exception as err:
         return FileResult(path, error=f"{type(err).__name__}: {err}", seconds=time.perf_counter() - start)
-    return FileResult(path, outputs, layout.pixels / 1e6, time.perf_counter() - start)
+    noise = None if check is None or check.fits else check.advice
+    return FileResult(path, outputs, layout.pixels / 1e6, time.perf_counter() - start, noise=noise)
 
 
 def _resolution_only(kept: dict[str, Any]) -> dict[str, Any]:

@@ -73,6 +73,8 @@ def _restore(args: argparse.Namespace) -> int:
             if result.error is not None:
                 tqdm.write(f"skipped {result.path}: {result.error}")
                 failures += 1
+            elif result.noise is not None:
+                tqdm.write(f"note: {result.path}: {result.noise}")
             megapixels += result.megapixels
     seconds = time.perf_counter() - start
     names = ", ".join(f"{i}={name}" for i, name in enumerate(policy.action_set.names))

@@ -102,7 +102,7 @@ def test_training_end_to_end_draws_curves_previews_and_offers_the_policy_to_rest
     assert len(widget.psnr_plot.series["PSNR dB"][1]) == 2  # validated at episodes 10 and 12
     preview = viewer.layers["noisy 1 preview (training)"]
     assert preview.data.shape == (64, 64)
-    full_range = (float(noisy.min()), float(noisy.max()))  # the preview maps intensities like the whole layer
+    full_range = api.default_intensity_range(noisy)  # the preview maps intensities like the whole layer
     expected = api.restore(noisy, api.load_policy(policy_file), intensity_range=full_range)
     np.testing.assert_allclose(preview.data, expected.image, atol=1e-4)
     np.testing.assert_allclose(preview.contrast_limits, viewer.layers["noisy 1"].contrast_limits)  # no own stretch

@@ -38,7 +38,7 @@ def test_a_4d_array_is_restored_plane_by_plane_in_the_arrays_range(varied):
     image = np.random.default_rng(0).integers(0, 3000, (2, 3, 21, 19)).astype(np.uint16)
     result = api.restore(image, varied, return_values=True)
     assert result.image.shape == image.shape and result.actions.shape == (2, 3, 3, 21, 19)
-    whole = (float(image.min()), float(image.max()))
+    whole = api.default_intensity_range(image)
     for z in range(2):
         for t in range(3):
             alone = api.restore(image[z, t], varied, return_values=True, intensity_range=whole)
@@ -64,7 +64,7 @@ def test_each_channel_gets_its_own_default_range(varied):
     result = api.restore(image, varied, channel_axis=1)
     assert result.actions.shape == (2, 2, 3, 22, 18)
     for c in range(2):
-        own = (float(image[:, c].min()), float(image[:, c].max()))
+        own = api.default_intensity_range(image[:, c])
         alone = api.restore(image[:, c], varied, intensity_range=own)
         np.testing.assert_allclose(result.image[:, c], alone.image, rtol=1e-6)
         np.testing.assert_array_equal(result.actions[:, c], alone.actions)

@@ -35,7 +35,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..api import Restoration, RestoreProgress, restore_steps
+from ..api import Restoration, RestoreProgress, check_noise, restore_steps
 from ..core.actions import ActionSet
 from ..core.checkpoint import Policy
 from ..core.render import action_shares
@@ -85,6 +85,9 @@ class RestoreWidget(QWidget):
         self.policy_box = PolicyPicker("gaussian-25")
         self.policy_info = QLabel()
         self.policy_info.setWordWrap(True)
+        self.noise_info = QLabel()
+        self.noise_info.setWordWrap(True)
+        self.noise_info.setToolTip("The noise of the image as the policy would see it, against what it was trained for")
         self.steps = QSpinBox()
         self.steps.setRange(1, MAX_STEPS)
         self.steps.setToolTip("Episode length: how many times each pixel picks an action (default: the policy's)")
@@ -117,6 +120,7 @@ class RestoreWidget(QWidget):
         form.addRow("task", self.task_box)
         form.addRow("policy", self.policy_box)
         form.addRow("", self.policy_info)
+        form.addRow("noise", self.noise_info)
         form.addRow("steps", self.steps)
         form.addRow("device", self.device_box)
         outputs = QHBoxLayout()
@@ -136,6 +140,7 @@ class RestoreWidget(QWidget):
 
         self.task_box.task_changed.connect(self.policy_box.set_task)
         self.policy_box.policy_changed.connect(self._on_policy_chosen)
+        self.layer_box.currentIndexChanged.connect(self._check_noise)
         self._on_policy_chosen(self.policy_box.policy)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
@@ -158,6 +163,24 @@ class RestoreWidget(QWidget):
         description = policy.description or "no description"
         self.policy_info.setText(f"{description}\ntrained for {policy.noise_model.describe()}, {policy.steps} steps")
         self._show_legend(policy.action_set)
+        self._check_noise()
+
+    def _check_noise(self, *args: object) -> None:
+        """Say whether the chosen image's noise fits the chosen policy (in-memory images up to 16 M pixels)."""
+        layer = self.layer_box.layer()
+        try:
+            source = layer_data(layer) if layer is not None else None
+        except (TypeError, ValueError):
+            source = None
+        if source is None or not isinstance(source.data, np.ndarray) or source.data.size > 2**24:
+            self.noise_info.setText("" if source is None else "not checked here (large or lazy image)")
+            return
+        try:
+            check = check_noise(source.data, self.policy, rgb=source.rgb)
+        except ValueError as err:
+            self.noise_info.setText(f"not checked: {err}")
+            return
+        self.noise_info.setText("" if check is None else ("" if check.fits else "⚠ ") + check.advice)
 
     @property
     def policy(self) -> Policy:

@@ -17,11 +17,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from .checkpoint import Policy
 from .config import PRECISIONS, InferenceConfig
 from .environment import resolve_device, usable_precision
 from .memory import available_bytes, episode_bytes, release_free_memory, reuse_large_buffers
+from .noise_level import centre_window, estimate_sigma
 from .rollout import Step, collect_episode, episode_steps
 from .tiling import Tile, halo_width, plan_tiles, tile_side_for_budget
 
@@ -227,17 +229,58 @@ def check_image(image: Any, *, channel_axis: int | None = None, rgb: bool | None
     return layout
 
 
-def _unit_range(low: float, high: float, dtype: np.dtype) -> tuple[float, float]:
-    if dtype.kind == "f" and low >= 0.0 and high <= 1.0:
-        return 0.0, 1.0
-    return (low, high) if high > low else (low, low + 1.0)
+def default_intensity_range(image: Any) -> tuple[float, float]:
+    """The ``(low, high)`` that restore maps to [0, 1] by default for the whole array (see the README's table).
+
+    * ``uint8``: ``(0, 255)``.
+    * Floats that are [0, 1] data, noise included: ``(0, 1)``. They count as such when their extremes (below)
+      lie within [0, 1] or outside it by no more than five times their own noise level (:func:`estimate_sigma`),
+      as ``clean + N(0, σ)`` does: mapping them by their extremes would shrink the noise that the policy sees.
+    * Anything else: the extremes, where isolated outliers (hot or dead pixels) do not count: the largest value
+      that at least two pixels of some 3x3 neighbourhood reach, and likewise the smallest. One hot pixel then
+      neither compresses the image nor its noise; it is clipped to the range like everything outside it.
+    """
+    return _default_ranges(image, Layout(tuple(image.shape)))[None]
 
 
-def default_intensity_range(image: np.ndarray) -> tuple[float, float]:
-    """The ``(low, high)`` that restore maps to [0, 1] by default (see the README's table)."""
-    if image.dtype == np.uint8:
-        return 0.0, 255.0
-    return _unit_range(float(image.min()), float(image.max()), image.dtype)
+def _extremes(band: np.ndarray, inner: slice) -> tuple[float, float]:
+    """Second smallest and second largest value of each 3x3 neighbourhood, at their extremes over the rows
+    ``inner`` of ``band`` (the rows around them are context, so that bands give the whole plane's result)."""
+    low = ndimage.rank_filter(band, rank=1, size=3, mode="nearest")[inner]
+    high = ndimage.rank_filter(band, rank=-2, size=3, mode="nearest")[inner]
+    return float(low.min()), float(high.max())
+
+
+def _default_ranges(source: Any, layout: Layout) -> dict[int | None, tuple[float, float]]:
+    """Default intensity range per range key, in one pass over the array band by band (NumPy, dask or zarr)."""
+    dtype = np.dtype(source.dtype)
+    channels = layout.range_keys
+    if dtype == np.uint8:
+        return dict.fromkeys(channels, (0.0, 255.0))
+    low, high = dict.fromkeys(channels, np.inf), dict.fromkeys(channels, -np.inf)
+    sigma: dict[int | None, float] = {}
+    height, width = layout.plane_shape
+    colours = RGB if layout.joint_channels else 1
+    for plane in layout.planes():
+        channel = layout.channel(plane)
+        if channel not in sigma and dtype.kind == "f":  # the noise of the channel's first plane
+            window = layout.to_planes(_window(source, layout.index(plane, *centre_window(layout.plane_shape))))
+            sigma[channel] = estimate_sigma(window[0])
+        for rows in _bands(layout, source):
+            top, bottom = max(0, rows.start - 1), min(height, rows.stop + 1)  # a row of context on either side
+            band = _window(source, layout.index(plane, slice(top, bottom), slice(0, width)))
+            _check_finite(band, plane, rows)
+            for colour in layout.to_planes(band)[:colours]:
+                a, b = _extremes(colour, slice(rows.start - top, rows.stop - top))
+                low[channel], high[channel] = min(low[channel], a), max(high[channel], b)
+    ranges = {}
+    for c in channels:
+        slack = 5.0 * sigma.get(c, 0.0) + 1e-6
+        if dtype.kind == "f" and low[c] >= -slack and high[c] <= 1.0 + slack:
+            ranges[c] = (0.0, 1.0)
+        else:
+            ranges[c] = (low[c], high[c]) if high[c] > low[c] else (low[c], low[c] + 1.0)
+    return ranges
 
 
 def _window(source: Any, index: tuple) -> np.ndarray:
@@ -255,24 +298,6 @@ def _bands(layout: Layout, source: Any) -> list[slice]:
     return [slice(y, min(height, y + rows)) for y in range(0, height, rows)]
 
 
-def _lazy_ranges(source: Any, layout: Layout) -> dict[int | None, tuple[float, float]]:
-    """Default intensity range of a lazy array, per channel, in one pass over it, band by band."""
-    dtype = np.dtype(source.dtype)
-    channels = layout.range_keys
-    if dtype == np.uint8:
-        return dict.fromkeys(channels, (0.0, 255.0))
-    low, high = dict.fromkeys(channels, np.inf), dict.fromkeys(channels, -np.inf)
-    width = layout.plane_shape[1]
-    for plane in layout.planes():
-        channel = layout.channel(plane)
-        for rows in _bands(layout, source):
-            band = _window(source, layout.index(plane, rows, slice(0, width)))
-            _check_finite(band, plane, rows)
-            band = layout.to_planes(band)[:RGB] if layout.joint_channels else band
-            low[channel], high[channel] = min(low[channel], float(band.min())), max(high[channel], float(band.max()))
-    return {c: _unit_range(low[c], high[c], dtype) for c in channels}
-
-
 def _intensity_ranges(
     source: Any, layout: Layout, given: tuple[float, float] | None
 ) -> dict[int | None, tuple[float, float]]:
@@ -283,14 +308,22 @@ def _intensity_ranges(
         if not high > low:
             raise ValueError(f"intensity_range must have high > low, got ({low}, {high})")
         return dict.fromkeys(channels, (low, high))
-    if not isinstance(source, np.ndarray):
-        return _lazy_ranges(source, layout)
-    if layout.joint_channels:  # an RGBA image's alpha is passed through: it does not set the colours' range
-        colours = [slice(0, RGB) if axis == layout.channel_axis else slice(None) for axis in range(source.ndim)]
-        source = source[tuple(colours)]
-    if channels == [None]:
-        return {None: default_intensity_range(source)}
-    return {c: default_intensity_range(np.take(source, c, axis=layout.channel_axis)) for c in channels}
+    return _default_ranges(source, layout)
+
+
+def noise_window(
+    image: Any,
+    layout: Layout,
+    intensity_range: tuple[float, float] | None = None,
+    ranges: dict[int | None, tuple[float, float]] | None = None,
+) -> np.ndarray:
+    """The centre window (at most 512x512) of the first plane, mapped to [0, 1] as restore maps it: what the
+    noise check (:mod:`~napari_pixelrl.core.noise_level`) looks at. ``ranges`` saves computing them again."""
+    ranges = _intensity_ranges(image, layout, intensity_range) if ranges is None else ranges
+    plane = next(layout.planes())
+    low, high = ranges[layout.channel(plane)]
+    window = layout.to_planes(_window(image, layout.index(plane, *centre_window(layout.plane_shape))))[0]
+    return (window.astype(np.float64) - low) / (high - low)
 
 
 def _check_finite(window: np.ndarray, plane: tuple[int, ...], rows: slice) -> None:
@@ -431,7 +464,10 @@ def restore_steps(
             low, high = ranges[layout.channel(work.plane)]
             planes = layout.to_planes(window)  # (C, h, w); an RGBA image's alpha is passed through
             channels_in = policy.action_set.channels
-            states.append(((planes[:channels_in].astype(np.float64) - low) / (high - low)).astype(np.float32))
+            mapped = (planes[:channels_in].astype(np.float64) - low) / (high - low)
+            if (low, high) != (0.0, 1.0):  # outliers (hot pixels) would bleed into their neighbours through filters
+                mapped = np.clip(mapped, 0.0, 1.0)  # [0, 1] floats keep their noise excursions (the paper's protocol)
+            states.append(mapped.astype(np.float32))
             extras.append(planes[channels_in:])
         state = torch.from_numpy(np.stack(states)).to(target).contiguous(memory_format=torch.channels_last)
         episode = episode_steps(
