@@ -63,7 +63,7 @@ def main() -> None:
     widget.select_layer(noisy.name)
     widget.run()
     wait_for(widget)
-    actions = viewer.layers[f"{noisy.name} actions (gaussian-25)"]
+    actions = viewer.layers[f"actions: {noisy.name} (gaussian-25)"]
     viewer.layers.selection.active = actions
     viewer.dims.set_current_step(0, 0)
     hover(viewer, actions, 180, 300)

@@ -340,3 +340,13 @@ def test_restore_notes_a_file_whose_noise_does_not_fit_the_policy(tmp_path, caps
     assert code == 0
     note = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
     assert len(note) == 1 and "faint.png" in note[0] and "trained for sigma 50" in note[0]
+
+
+def test_nothing_restorable_is_one_clear_error_without_a_legend_or_an_empty_folder(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    code = cli.main(["restore", str(notes), "-o", str(tmp_path / "out"), "--policy", "gaussian-25"])
+    captured = capsys.readouterr()
+    assert code == 2 and "error: nothing restored" in captured.err
+    assert "action map values" not in captured.out and "skipped" in captured.out
+    assert not (tmp_path / "out").exists()

@@ -233,9 +233,9 @@ def restore_file(
         if job.sharing > 1 and job.tile_size is None:
             options["memory_budget"] = default_memory_budget(api.resolve_device(job.device)) // job.sharing
         stem = output_stem(path)
-        outdir.mkdir(parents=True, exist_ok=True)
         if is_zarr(path):
             source = _open_zarr(path)
+            outdir.mkdir(parents=True, exist_ok=True)  # only once there is something to write
             channel_axis = job.channel_axis if job.channel_axis is not None else _ome_channel_axis(path)
             steps = policy.steps if job.steps is None else job.steps
             target = outdir / f"{stem}_restored.zarr"
@@ -253,6 +253,7 @@ def restore_file(
             check = api.check_noise(source, policy, channel_axis=channel_axis)
         else:
             image = read_image(path)
+            outdir.mkdir(parents=True, exist_ok=True)
             tiff = path.suffix.lower() in (".tif", ".tiff")
             kept, channels = _tiff_metadata(path) if tiff else ({}, None)
             channel_axis = job.channel_axis if job.channel_axis is not None else channels

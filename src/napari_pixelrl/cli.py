@@ -57,7 +57,13 @@ def _restore(args: argparse.Namespace) -> int:
     failures, megapixels, start = 0, 0.0, time.perf_counter()
     with (
         tqdm(total=len(paths), desc=f"restoring {where}", unit="file") as bar,
-        tqdm(desc="steps of this file", unit="step", position=1, leave=False, disable=not in_process) as steps,
+        tqdm(
+            desc=f"this file: {policy.steps if args.steps is None else args.steps} steps x its planes and tiles",
+            unit="step",
+            position=1,
+            leave=False,
+            disable=not in_process,
+        ) as steps,
     ):
 
         def on_progress(progress: api.RestoreProgress) -> None:
@@ -77,6 +83,12 @@ def _restore(args: argparse.Namespace) -> int:
                 tqdm.write(f"note: {result.path}: {result.noise}")
             megapixels += result.megapixels
     seconds = time.perf_counter() - start
+    if failures == len(paths):
+        print(
+            f"napari-pixelrl: error: nothing restored: none of the {len(paths)} input(s) could be restored (above)",
+            file=sys.stderr,
+        )
+        return 2
     names = ", ".join(f"{i}={name}" for i, name in enumerate(policy.action_set.names))
     print(
         f"wrote {len(paths) - failures} restored file(s) to {args.output} "

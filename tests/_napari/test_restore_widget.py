@@ -87,14 +87,16 @@ def test_run_adds_restored_image_action_map_and_value_map(viewer, qtbot, noisy):
         noisy, name="noisy", scale=(0.5, 2.0), translate=(3.0, -1.0), units=("um", "um"), contrast_limits=(10, 240)
     )
     widget = dock(viewer)
+    assert widget.progress.text() == "no run yet"  # not "0 of 100 steps" before anything ran
     widget.select_layer("noisy")
     widget.steps.setValue(3)
     run_to_end(qtbot, widget)
+    assert widget.progress.text() == "3 of 3 steps"
 
     expected = api.restore(noisy, api.load_policy("gaussian-25"), steps=3, return_values=True)
-    restored = viewer.layers["noisy restored (gaussian-25)"]
-    actions = viewer.layers["noisy actions (gaussian-25)"]
-    values = viewer.layers["noisy values (gaussian-25)"]
+    restored = viewer.layers["restored: noisy (gaussian-25)"]
+    actions = viewer.layers["actions: noisy (gaussian-25)"]
+    values = viewer.layers["values: noisy (gaussian-25)"]
     assert isinstance(restored, Image) and isinstance(actions, Labels) and isinstance(values, Image)
     np.testing.assert_allclose(restored.data, expected.image, atol=1e-4)
     assert restored.data.dtype == np.float32 and restored.data.shape == noisy.shape
@@ -132,7 +134,7 @@ def test_rerun_updates_the_same_layers(viewer, qtbot, noisy):
     widget.steps.setValue(3)
     run_to_end(qtbot, widget)
     assert list(viewer.layers) == before
-    assert viewer.layers[-1].name == "noisy actions (gaussian-50)" and viewer.layers[-1].data.shape[0] == 3
+    assert viewer.layers[-1].name == "actions: noisy (gaussian-50)" and viewer.layers[-1].data.shape[0] == 3
     assert viewer.layers[-1].opacity == pytest.approx(0.3)
 
 
@@ -143,8 +145,8 @@ def test_a_stack_is_restored_plane_by_plane_with_a_step_axis_in_the_maps(viewer,
     widget.steps.setValue(2)
     run_to_end(qtbot, widget)
     assert widget.progress.maximum() == 4
-    restored = viewer.layers["stack restored (gaussian-25)"]
-    actions = viewer.layers["stack actions (gaussian-25)"]
+    restored = viewer.layers["restored: stack (gaussian-25)"]
+    actions = viewer.layers["actions: stack (gaussian-25)"]
     expected = api.restore(stack, api.load_policy("gaussian-25"), steps=2)
     np.testing.assert_allclose(restored.data, expected.image, atol=1e-4)
     assert actions.data.shape == (2, 2, *noisy.shape)
@@ -158,8 +160,8 @@ def test_an_rgb_layer_is_restored_per_channel_with_channels_first_in_the_maps(vi
     widget = dock(viewer)
     widget.steps.setValue(1)
     run_to_end(qtbot, widget)
-    restored = viewer.layers["photo restored (gaussian-25)"]
-    actions = viewer.layers["photo actions (gaussian-25)"]
+    restored = viewer.layers["restored: photo (gaussian-25)"]
+    actions = viewer.layers["actions: photo (gaussian-25)"]
     assert restored.rgb and restored.data.shape == rgb.shape
     expected = api.restore(rgb, api.load_policy("gaussian-25"), steps=1)
     np.testing.assert_allclose(restored.data, expected.image, atol=1e-4)
@@ -176,8 +178,8 @@ def test_a_lazy_4d_layer_keeps_its_axes_and_scale_in_the_maps(viewer, qtbot, noi
     widget.steps.setValue(1)
     widget.value_map_box.setChecked(True)
     run_to_end(qtbot, widget)
-    actions = viewer.layers["movie actions (gaussian-25)"]
-    values = viewer.layers["movie values (gaussian-25)"]
+    actions = viewer.layers["actions: movie (gaussian-25)"]
+    values = viewer.layers["values: movie (gaussian-25)"]
     assert actions.data.shape == values.data.shape == (2, 2, 1, *noisy.shape)
     assert tuple(actions.scale) == (10.0, 2.0, 1.0, 0.5, 0.5)
     assert tuple(values.axis_labels) == ("t", "z", "step", "y", "x")
@@ -192,8 +194,8 @@ def test_a_multiscale_layer_is_restored_at_full_resolution(viewer, qtbot, noisy)
     widget.steps.setValue(1)
     run_to_end(qtbot, widget)
     expected = api.restore(noisy, api.load_policy("gaussian-25"), steps=1)
-    np.testing.assert_allclose(viewer.layers["pyramid restored (gaussian-25)"].data, expected.image, atol=1e-4)
-    assert viewer.layers["pyramid actions (gaussian-25)"].data.shape == (1, *noisy.shape)
+    np.testing.assert_allclose(viewer.layers["restored: pyramid (gaussian-25)"].data, expected.image, atol=1e-4)
+    assert viewer.layers["actions: pyramid (gaussian-25)"].data.shape == (1, *noisy.shape)
 
 
 def test_a_large_plane_is_tiled_and_progress_counts_the_tiles(viewer, qtbot, monkeypatch):
@@ -207,7 +209,7 @@ def test_a_large_plane_is_tiled_and_progress_counts_the_tiles(viewer, qtbot, mon
     run_to_end(qtbot, widget)
     assert widget.progress.maximum() == 12  # 4 x 3 tiles of at most 64 x 64, 1 step
     expected = api.restore(image, api.load_policy("gaussian-25"), steps=1)
-    np.testing.assert_allclose(viewer.layers["large restored (gaussian-25)"].data, expected.image, atol=1e-5)
+    np.testing.assert_allclose(viewer.layers["restored: large (gaussian-25)"].data, expected.image, atol=1e-5)
 
 
 def test_unticked_maps_are_not_added_and_old_ones_are_removed(viewer, qtbot, noisy):
@@ -220,7 +222,7 @@ def test_unticked_maps_are_not_added_and_old_ones_are_removed(viewer, qtbot, noi
     widget.action_map_box.setChecked(False)
     widget.value_map_box.setChecked(False)
     run_to_end(qtbot, widget)
-    assert [layer.name for layer in viewer.layers] == ["noisy", "noisy restored (gaussian-25)"]
+    assert [layer.name for layer in viewer.layers] == ["noisy", "restored: noisy (gaussian-25)"]
 
 
 def test_a_failure_inside_torch_is_reported_and_frees_the_panel(viewer, qtbot, noisy, monkeypatch):
@@ -351,8 +353,8 @@ def test_the_faded_sample_is_restored_in_colour_by_the_fading_policy(viewer, qtb
     widget.layer_box.select(faded.name)
     widget.steps.setValue(3)
     run_to_end(qtbot, widget)
-    restored = viewer.layers["chelsea (fading strength=0.15) restored (fading)"]
-    actions = viewer.layers["chelsea (fading strength=0.15) actions (fading)"]
+    restored = viewer.layers["restored: chelsea (fading strength=0.15) (fading)"]
+    actions = viewer.layers["actions: chelsea (fading strength=0.15) (fading)"]
     assert restored.rgb and restored.data.shape == faded.data.shape
     expected = api.restore(faded.data, api.load_policy("fading"), steps=3)
     np.testing.assert_allclose(restored.data, expected.image, atol=1e-3)

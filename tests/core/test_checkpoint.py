@@ -178,3 +178,11 @@ def test_policy_used_for_restore_saves_and_reloads_identically(tmp_path):
     after = api.restore(image, loaded, device="cpu")
     np.testing.assert_array_equal(after.image, before.image)
     np.testing.assert_array_equal(after.actions, before.actions)
+
+
+def test_a_policy_prints_as_one_short_line():
+    from napari_pixelrl import api
+
+    text = repr(api.load_policy("gaussian-25"))
+    assert "\n" not in text and len(text) < 200
+    assert text.startswith("Policy('gaussian-25'") and "noise='gaussian sigma=25'" in text and "steps=5" in text

@@ -131,7 +131,7 @@ def result_layers(source: Image, result: Restoration, policy: Policy, *, action_
     image = Image(
         result.image,
         rgb=source.rgb,
-        name=f"{source.name} restored ({policy.name})",
+        name=f"restored: {source.name} ({policy.name})",  # the role first: it tells them apart
         scale=scale,
         translate=translate,
         units=units,
@@ -160,7 +160,7 @@ def result_layers(source: Image, result: Restoration, policy: Policy, *, action_
     if action_map:
         actions = Labels(
             np.add(result.actions, 1, dtype=np.uint8),  # one new array, even for 8k x 8k x steps
-            name=f"{source.name} actions ({policy.name})",
+            name=f"actions: {source.name} ({policy.name})",  # the role first: it tells them apart
             colormap=action_colormap(policy.action_set),
             features=_action_features(policy.action_set),
             opacity=0.7,
@@ -171,7 +171,7 @@ def result_layers(source: Image, result: Restoration, policy: Policy, *, action_
     if result.values is not None:
         values = Image(
             result.values,
-            name=f"{source.name} values ({policy.name})",
+            name=f"values: {source.name} ({policy.name})",  # the role first: it tells them apart
             colormap="viridis",
             visible=False,
             metadata=_tag("values", source, policy),

@@ -104,7 +104,7 @@ class RestoreWidget(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
-        self.progress.setFormat("%v of %m steps")
+        self.progress.setFormat("no run yet")  # "%v of %m steps" once a run starts
         self.progress.setValue(0)
         self.status = QLabel()
         self.status.setWordWrap(True)
@@ -220,6 +220,7 @@ class RestoreWidget(QWidget):
         self._worker, self._restored = worker, False
         self._started = time.perf_counter()
         self.progress.setRange(0, steps)
+        self.progress.setFormat("%v of %m steps")
         self.progress.setValue(0)
         self.status.setText(f"restoring {source.name} with {policy.name}…")
         self._set_running(True)

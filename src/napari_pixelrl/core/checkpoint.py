@@ -85,6 +85,15 @@ class Policy:
     source: str = ""
     description: str = ""
 
+    def __repr__(self) -> str:
+        """One line (the network and its history are long): name, task, noise, steps, size and stages."""
+        parameters = sum(p.numel() for p in self.model.parameters())
+        stages = len(self.training.get("stages", []))
+        return (
+            f"Policy({self.name!r}, actions={self.action_set.name!r}, noise={self.noise_model.describe()!r}, "
+            f"steps={self.steps}, parameters={parameters:,}, training_stages={stages})"
+        )
+
 
 def _header(policy: Policy) -> dict[str, Any]:
     return {
