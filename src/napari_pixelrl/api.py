@@ -294,7 +294,7 @@ def check_noise(
     --------
     >>> check = api.check_noise(noisy, api.load_policy("gaussian-50"))  # doctest: +SKIP
     >>> check.fits, check.advice  # doctest: +SKIP
-    (False, 'noise sigma ≈ 5.2, but the policy was trained for sigma 50: try gaussian-15 or gaussian-blind, ...')
+    (False, 'noise sigma ≈ 5.19, but the policy was trained for sigma 50: try gaussian-blind, or fine-tune ...')
     """
     array = image if hasattr(image, "shape") and hasattr(image, "dtype") else np.asarray(image)
     channels = policy.action_set.channels

@@ -311,15 +311,10 @@ def _intensity_ranges(
     return _default_ranges(source, layout)
 
 
-def noise_window(
-    image: Any,
-    layout: Layout,
-    intensity_range: tuple[float, float] | None = None,
-    ranges: dict[int | None, tuple[float, float]] | None = None,
-) -> np.ndarray:
+def noise_window(image: Any, layout: Layout, intensity_range: tuple[float, float] | None = None) -> np.ndarray:
     """The centre window (at most 512x512) of the first plane, mapped to [0, 1] as restore maps it: what the
-    noise check (:mod:`~napari_pixelrl.core.noise_level`) looks at. ``ranges`` saves computing them again."""
-    ranges = _intensity_ranges(image, layout, intensity_range) if ranges is None else ranges
+    noise check (:mod:`~napari_pixelrl.core.noise_level`) looks at."""
+    ranges = _intensity_ranges(image, layout, intensity_range)
     plane = next(layout.planes())
     low, high = ranges[layout.channel(plane)]
     window = layout.to_planes(_window(image, layout.index(plane, *centre_window(layout.plane_shape))))[0]
