@@ -53,7 +53,7 @@ def cpu_family() -> str:
     capability = torch.backends.cpu.get_cpu_capability()  # e.g. "AVX512", "AVX2", "DEFAULT", "VSX", "SVE256"
     if capability == "AVX512":
         return "AMX" if _probe(torch.cpu, "_is_amx_tile_supported") else "AVX-512"
-    return {"AVX2": "AVX2"}.get(capability, capability)
+    return capability
 
 
 def has_native_bfloat16(device: torch.device | str = "cpu") -> bool:
