@@ -4,7 +4,7 @@ Needs a display; on a headless machine run it under a virtual X server::
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshots.py [--out docs/images]
 
-PNGs are saved with a 256-colour palette to keep the repository small.
+PNGs are saved true-colour (RGB): a palette would shift the action colours (tests/test_docs.py checks them).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def save(pixels: np.ndarray, path: Path, width: int | None = None, trim: bool = 
     picture = Image.fromarray(pixels)
     if width is not None and picture.width > width:
         picture = picture.resize((width, round(picture.height * width / picture.width)), Image.LANCZOS)
-    picture.quantize(256).save(path, optimize=True)
+    picture.save(path, optimize=True)
     print(f"{path}: {picture.width}x{picture.height}, {path.stat().st_size // 1024} KiB")
 
 
@@ -70,11 +70,18 @@ def main() -> None:
     save(viewer.screenshot(canvas_only=False), out / "restore-widget.png", width=1200)
 
     actions.visible = False
-    values = viewer.layers[actions.name.replace(" actions ", " values ")]
+    values = viewer.layers[f"values: {noisy.name} (gaussian-25)"]
     values.visible = True
     viewer.layers.selection.active = values
-    save(viewer.screenshot(canvas_only=True), out / "value-map.png", width=420)
+    shots = []
+    for step in (0, actions.data.shape[0] - 1):  # first and last: the contrast follows the slider
+        viewer.dims.set_current_step(0, step)
+        QApplication.processEvents()
+        shots.append(np.asarray(viewer.screenshot(canvas_only=True))[..., :3])
+    gap = np.full((shots[0].shape[0], 16, 3), 255, np.uint8)
+    save(np.concatenate([shots[0], gap, shots[1]], axis=1), out / "value-map.png", width=840)
     values.visible = False
+    viewer.dims.set_current_step(0, 0)
 
     chosen = actions.data - 1  # labels are action index + 1
     montage = action_montage(chosen[:, 96:352, 96:352], widget.policy.action_set)

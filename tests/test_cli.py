@@ -215,7 +215,7 @@ def test_evaluate_prints_psnr_ssim_and_time(tmp_path, capsys):
     noisy, restored = (float(w) for w in line.split() if w.replace(".", "").isdigit())
     assert noisy == restored
     assert "SSIM" in out and "s per image" in out and "images 3" in out
-    assert "at step 1, 2, 3" in out
+    assert "at step 0, 1, 2" in out  # 0-based, as napari's step slider counts
     shares = {line.split("  ")[1].strip(): line.split()[-3:] for line in out.splitlines() if line.endswith("%")}
     assert shares["do nothing"] == ["100.0%"] * 3 and shares["pixel + 1"] == ["0.0%"] * 3
 

@@ -132,7 +132,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"time  {result.mean_seconds:.3f} s per image")
     shares = result.action_shares
     width = max(len(name) for name in result.action_names)
-    print("actions: share of the pixels that chose each, at step " + ", ".join(str(t + 1) for t in range(len(shares))))
+    print("actions: share of the pixels that chose each, at step " + ", ".join(str(t) for t in range(len(shares))))
     for name, row in zip(result.action_names, shares.T, strict=True):
         print(f"  {name:<{width}}  " + " ".join(f"{100 * share:6.1f}%" for share in row))
     return 0

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from napari_pixelrl import api
+from napari_pixelrl._napari.layers import step_contrast_limits
 from napari_pixelrl.plugin import restore_layer
 
 
@@ -29,3 +30,30 @@ def test_restore_layer_rejects_other_layer_types(make_napari_viewer):
     labels = viewer.add_labels(np.zeros((8, 8), int))
     with pytest.raises(TypeError, match="Labels layer; PixelRL restores Image layers"):
         restore_layer(viewer, labels)
+
+
+def test_the_value_map_contrast_follows_the_step_slider(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-pixelrl", "camera-gaussian-25")
+    noisy = viewer.layers["camera (gaussian sigma=25)"]
+    stack = np.stack([noisy.data[:64, :80], noisy.data[200:264, 300:380]])  # (z, y, x): maps are (z, step, y, x)
+    layer = viewer.add_image(stack, name="stack")
+    values = restore_layer(viewer, layer, "gaussian-25", steps=3).values
+    step_axis = viewer.dims.ndim - 3
+    for step in (0, 2, 1):
+        viewer.dims.set_current_step(step_axis, step)
+        pooled = values.data[:, step]  # both planes of this step
+        np.testing.assert_allclose(values.contrast_limits, np.percentile(pooled, [1, 99]), rtol=1e-5)
+    # The steps differ by far more than one step's spread, so one range for all would flatten the later ones.
+    first, last = np.percentile(values.data[:, 0], [1, 99]), np.percentile(values.data[:, 2], [1, 99])
+    assert first[1] - first[0] > 3 * (last[1] - last[0])
+
+
+def test_step_contrast_limits_of_a_constant_step_are_a_real_range():
+    values = np.zeros((2, 4, 4), np.float32)
+    values[1] = np.arange(16).reshape(4, 4)
+    (low0, high0), (low1, high1) = step_contrast_limits(values)
+    assert (low0, high0) == (-0.5, 0.5)
+    np.testing.assert_allclose((low1, high1), np.percentile(np.arange(16), [1, 99]))
+    with pytest.raises(ValueError, match="steps, H, W"):
+        step_contrast_limits(np.zeros((4, 4)))

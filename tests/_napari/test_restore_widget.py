@@ -119,6 +119,9 @@ def test_run_adds_restored_image_action_map_and_value_map(viewer, qtbot, noisy):
     # The input is untouched; the legend shows each step's shares.
     np.testing.assert_array_equal(source.data, noisy)
     assert widget.legend.columnCount() == 4 and widget.legend.rowCount() == len(DENOISE)
+    # The table's columns are numbered as napari's step slider numbers the planes of the maps: from 0.
+    headers = [widget.legend.horizontalHeaderItem(column).text() for column in range(1, 4)]
+    assert headers == [f"step {t}" for t in range(viewer.dims.nsteps[0])] == ["step 0", "step 1", "step 2"]
     first_step = [float(widget.legend.item(row, 1).text()) for row in range(len(DENOISE))]
     assert abs(sum(first_step) - 100) <= len(DENOISE)
 

@@ -24,7 +24,7 @@ def test_montage_places_steps_side_by_side_with_a_legend():
     actions[1] = 4
     picture = np.asarray(action_montage(actions, DENOISE))
     assert picture.shape[1] >= 3 * 30 and picture.shape[0] > 20
-    step2 = picture[18 : 18 + 20, 36 : 36 + 30]  # below the "step" label, after step 1 and a 6-pixel gap
+    step2 = picture[18 : 18 + 20, 36 : 36 + 30]  # below the "step" label, after step 0 and a 6-pixel gap
     assert (step2 == DENOISE.colors[4]).all()
     with pytest.raises(ValueError, match="steps, H, W"):
         action_montage(actions[0], DENOISE)

@@ -6,7 +6,9 @@ layer's id, so that restoring the same layer again updates them (keeping the use
 * the restored image, in the source's units, with its scale, translate, colormap and contrast limits;
 * the action map, a Labels layer ``(steps, H, W)``: label ``a + 1`` is action ``a`` (napari keeps 0 for
   "no label"), each action in its fixed colour, its name shown under the cursor through the layer's features;
-* the value map, an Image layer ``(steps, H, W)`` with the critic's ``V(s_t)`` per pixel.
+* the value map, an Image layer ``(steps, H, W)`` with the critic's ``V(s_t)`` per pixel. Its values shrink
+  by orders of magnitude from the first step to the last, so its contrast follows the step slider: the 1st to
+  99th percentile of the step on show (:func:`step_contrast_limits`).
 
 A stack keeps its axes, scale and units in the maps, with the step axis just before the image's own two axes
 (``(z, step, y, x)``); an RGB image's colour channels become the maps' first axis (``(channel, step, y, x)``).
@@ -14,6 +16,7 @@ A stack keeps its axes, scale and units in the maps, with the step axis just bef
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -36,12 +39,19 @@ __all__ = [
     "restore_layer",
     "result_layers",
     "show_restoration",
+    "step_contrast_limits",
 ]
 
 METADATA_KEY = "napari_pixelrl"
 _ROLES = {"image": "restored", "actions": "actions", "values": "values"}
 """Field of :class:`RestoredLayers` -> role in the layer's metadata."""
 _TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
+_STEP_LIMITS = "step_contrast_limits"
+"""Key, in a value map's metadata, of its per-step contrast limits."""
+_SAMPLES_PER_STEP = 1 << 20
+"""Percentiles of larger steps are taken on an even subsample of this many values."""
+_FOLLOWING: weakref.WeakSet = weakref.WeakSet()
+"""Viewers whose step slider already sets the value maps' contrast."""
 
 
 class RestoredLayers(NamedTuple):
@@ -120,6 +130,45 @@ def _action_features(action_set: ActionSet) -> pd.DataFrame:
     return pd.DataFrame({"index": np.arange(1, len(action_set) + 1), "action": action_set.names})
 
 
+def step_contrast_limits(values: np.ndarray) -> list[tuple[float, float]]:
+    """Contrast limits of a value map, one pair per step: the 1st and 99th percentile of that step's values.
+
+    Parameters
+    ----------
+    values : np.ndarray
+        Value map ``(*stack, steps, H, W)``; the step axis is third from last.
+
+    Returns
+    -------
+    list of (float, float)
+        ``(low, high)`` per step, ``low < high`` (a constant step gets a range of width 1 around its value).
+    """
+    values = np.asarray(values)
+    if values.ndim < 3:
+        raise ValueError(f"expected a value map (..., steps, H, W), got shape {values.shape}")
+    per_step = np.moveaxis(values, -3, 0).reshape(values.shape[-3], -1)
+    stride = max(1, per_step.shape[1] // _SAMPLES_PER_STEP)
+    limits = []
+    for step in per_step:
+        low, high = (float(v) for v in np.percentile(step[::stride], [1, 99]))
+        limits.append((low, high) if high > low else (low - 0.5, low + 0.5))
+    return limits
+
+
+def _shown_step(viewer: Viewer, layer: Layer) -> int:
+    """Index of the step of ``layer`` (a map with its step axis third from last) that the viewer shows."""
+    position = layer.world_to_data(viewer.dims.point)
+    return int(np.clip(round(float(position[layer.ndim - 3])), 0, layer.data.shape[-3] - 1))
+
+
+def _follow_step(viewer: Viewer) -> None:
+    """Give every value map in ``viewer`` the contrast limits of the step on show."""
+    for layer in viewer.layers:
+        limits = layer.metadata.get(_STEP_LIMITS)
+        if limits is not None:
+            layer.contrast_limits = limits[_shown_step(viewer, layer)]
+
+
 def _tag(role: str, source: Layer, policy: Policy) -> dict:
     return {METADATA_KEY: {"role": role, "source": str(source.unique_id), "policy": policy.name}}
 
@@ -174,7 +223,7 @@ def result_layers(source: Image, result: Restoration, policy: Policy, *, action_
             name=f"values: {source.name} ({policy.name})",  # the role first: it tells them apart
             colormap="viridis",
             visible=False,
-            metadata=_tag("values", source, policy),
+            metadata={**_tag("values", source, policy), _STEP_LIMITS: step_contrast_limits(result.values)},
             **stack_axes,
         )
     return RestoredLayers(image, actions, values)
@@ -194,9 +243,10 @@ def show_restoration(
 ) -> RestoredLayers:
     """Add the layers of ``result`` to ``viewer``, or update the ones an earlier run on ``source`` made.
 
-    Updating keeps the user's display settings (opacity, visibility, contrast) and the layers' places in the
+    Updating keeps the user's display settings (opacity, visibility, the image's contrast) and the layers' places in the
     list; the data, names, scale and translate and the action legend follow the new result. A map that this
-    result does not have (not requested this time) is removed, so that no stale map stays behind.
+    result does not have (not requested this time) is removed, so that no stale map stays behind. The value
+    map's contrast limits follow the step slider (the 1st to 99th percentile of the step on show).
     """
     new = result_layers(source, result, policy, action_map=action_map)
     shown = {}
@@ -219,6 +269,17 @@ def show_restoration(
             old.features = layer.features
         old.name = layer.name
         shown[role] = old
+    if shown["values"] is not None:
+        if viewer not in _FOLLOWING:
+            ref = weakref.ref(viewer)  # the slider's callback must not keep a closed viewer alive
+
+            def on_step(_event: object) -> None:
+                if (alive := ref()) is not None:
+                    _follow_step(alive)
+
+            viewer.dims.events.current_step.connect(on_step)
+            _FOLLOWING.add(viewer)
+        _follow_step(viewer)
     return RestoredLayers(**shown)
 
 

@@ -277,7 +277,7 @@ class RestoreWidget(QWidget):
         self.legend.clear()
         self.legend.setRowCount(len(action_set))
         self.legend.setColumnCount(1 + steps)
-        self.legend.setHorizontalHeaderLabels(["action", *(str(t + 1) for t in range(steps))])
+        self.legend.setHorizontalHeaderLabels(["action", *(f"step {t}" for t in range(steps))])
         for row, (name, color) in enumerate(zip(action_set.names, action_set.colors, strict=True)):
             swatch = QPixmap(12, 12)
             swatch.fill(QColor(*color))

@@ -70,7 +70,7 @@ def action_montage(actions: np.ndarray, action_set: ActionSet) -> Image.Image:
     colored = color_actions(actions, action_set)
     for t in range(steps):
         left = t * (width + _GAP)
-        draw.text((left, 2), f"step {t + 1}", fill="black", font=font)
+        draw.text((left, 2), f"step {t}", fill="black", font=font)
         canvas.paste(Image.fromarray(colored[t]), (left, 18))
     shares = action_shares(actions, len(action_set)).mean(axis=0)
     top = 18 + height + _GAP
