@@ -318,6 +318,14 @@ def test_uint16_with_hot_pixels_keeps_its_noise_level():
     np.testing.assert_allclose(with_hot, without, atol=1e-3)
 
 
+def test_a_restoration_says_which_intensity_range_it_mapped_to_unit_range():
+    image = (100 + np.random.default_rng(0).random((40, 40)) * 3000).astype(np.uint16)
+    policy = api.load_policy("gaussian-25")
+    assert api.restore(image, policy, steps=1).intensity_ranges == {None: api.default_intensity_range(image)}
+    given = api.restore(image, policy, steps=1, intensity_range=(0, 4095))
+    assert given.intensity_ranges == {None: (0.0, 4095.0)}
+
+
 def test_noise_check_flags_a_low_noise_image_for_a_high_noise_policy():
     clean = _scene((256, 256))
     low = (clean + np.random.default_rng(0).normal(0, 5 / 255, clean.shape)).astype(np.float32)

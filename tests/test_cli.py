@@ -9,6 +9,7 @@ from conftest import TINY_STAGE, make_colour_policy, make_policy
 from PIL import Image
 
 from napari_pixelrl import api, cli
+from napari_pixelrl.core import inference
 from napari_pixelrl.core.checkpoint import save_checkpoint
 from napari_pixelrl.core.config import NoiseModel
 from napari_pixelrl.core.recipe import Recipe
@@ -329,17 +330,21 @@ def test_bfloat16_without_native_support_warns_once_and_restores_in_float32(tmp_
     np.testing.assert_array_equal(tifffile.imread(out / "img0_restored.tif"), expected.image)
 
 
-def test_restore_notes_a_file_whose_noise_does_not_fit_the_policy(tmp_path, capsys):
+def test_restore_notes_a_file_whose_noise_does_not_fit_the_policy(tmp_path, capsys, monkeypatch):
     (tmp_path / "in").mkdir()
     clean = np.tile(np.linspace(40, 200, 64), (64, 1))
-    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 5, clean.shape), 0, 255).astype(np.uint8)
-    Image.fromarray(noisy).save(tmp_path / "in" / "faint.png")
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 5, clean.shape), 0, 255).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "in" / "faint.tif", noisy)
+    passes = []
+    whole_image_ranges = inference._default_ranges
+    monkeypatch.setattr(inference, "_default_ranges", lambda *a: passes.append(a) or whole_image_ranges(*a))
     code = cli.main(
-        ["restore", str(tmp_path / "in" / "faint.png"), "-o", str(tmp_path / "out"), "--policy", "gaussian-50"]
+        ["restore", str(tmp_path / "in" / "faint.tif"), "-o", str(tmp_path / "out"), "--policy", "gaussian-50"]
     )
     assert code == 0
+    assert len(passes) == 1  # the noise check reuses the ranges of the restoration: one pass over the image
     note = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
-    assert len(note) == 1 and "faint.png" in note[0] and "trained for sigma 50" in note[0]
+    assert len(note) == 1 and "faint.tif" in note[0] and "trained for sigma 50" in note[0]
 
 
 def test_nothing_restorable_is_one_clear_error_without_a_legend_or_an_empty_folder(tmp_path, capsys):

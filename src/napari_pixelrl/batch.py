@@ -247,10 +247,10 @@ def restore_file(
                 channel_axis=channel_axis,
                 channels=policy.action_set.channels,
             )
-            _restore(source, policy, on_progress, out=out, channel_axis=channel_axis, **options)
+            result = _restore(source, policy, on_progress, out=out, channel_axis=channel_axis, **options)
             outputs: tuple[Path, ...] = (target,)
             layout = image_layout(source.shape, channel_axis=channel_axis, channels=policy.action_set.channels)
-            check = api.check_noise(source, policy, channel_axis=channel_axis)
+            image = source
         else:
             image = read_image(path)
             outdir.mkdir(parents=True, exist_ok=True)
@@ -266,7 +266,9 @@ def restore_file(
             )
             if result.values is not None:
                 outputs += (_write(outdir / f"{stem}_values.tif", result.values, _resolution_only(kept)),)
-            check = api.check_noise(image, policy, channel_axis=channel_axis)
+        # The ranges that restoring used: no second pass over the whole image (a full read of a large zarr).
+        used = result.first_plane_range(layout) if policy.action_set.channels == 1 else None
+        check = api.check_noise(image, policy, channel_axis=channel_axis, intensity_range=used)
     except Exception as err:
         return FileResult(path, error=f"{type(err).__name__}: {err}", seconds=time.perf_counter() - start)
     noise = None if check is None or check.fits else check.advice

@@ -366,14 +366,17 @@ def test_the_faded_sample_is_restored_in_colour_by_the_fading_policy(viewer, qtb
     assert widget.legend.rowCount() == 13
 
 
-def test_the_noise_row_says_when_the_image_does_not_fit_the_policy(viewer):
+def test_the_noise_row_says_when_the_image_does_not_fit_the_policy(viewer, qtbot):
     rng = np.random.default_rng(0)
     clean = np.tile(np.linspace(40, 200, 96), (96, 1))
     viewer.add_image(np.clip(clean + rng.normal(0, 5, clean.shape), 0, 255).astype(np.uint8), name="faint noise")
     widget = dock(viewer)
     widget.select_layer("faint noise")
     widget.policy_box.setCurrentIndex(widget.policy_box.findData("gaussian-50"))
+    assert widget.checking_noise and widget.noise_info.text() == "checking the noise …"  # not in the UI thread
+    qtbot.waitUntil(lambda: not widget.checking_noise, timeout=WAIT_MS)
     text = widget.noise_info.text()
     assert text.startswith("⚠") and "trained for sigma 50" in text and "try gaussian-blind" in text
     widget.policy_box.setCurrentIndex(widget.policy_box.findData("gaussian-blind"))
+    qtbot.waitUntil(lambda: not widget.checking_noise, timeout=WAIT_MS)
     assert "within what the policy was trained for" in widget.noise_info.text()

@@ -63,6 +63,17 @@ def _restore_in_background(
         return Failed(str(err))
 
 
+@thread_worker
+def _check_noise_in_background(image: LayerData, policy: Policy) -> str:
+    """The noise row's text for ``image`` and ``policy`` (its estimate reads the whole plane: seconds on 16 M
+    pixels, so never in the UI thread)."""
+    try:
+        check = check_noise(image.data, policy, rgb=image.rgb)
+    except ValueError as err:
+        return f"not checked: {err}"
+    return "" if check is None else ("" if check.fits else "⚠ ") + check.advice
+
+
 class RestoreWidget(QWidget):
     """Dock widget that restores an image layer with a PixelRL policy and adds the result, action map and value map.
 
@@ -78,6 +89,7 @@ class RestoreWidget(QWidget):
         self._worker: GeneratorWorker | None = None
         self._restored = False
         self._started = 0.0
+        self._noise_checks: list[GeneratorWorker] = []  # running checks; only the latest one's answer is shown
 
         self.layer_box = LayerPicker(napari_viewer, is_image)
         self.layer_box.setToolTip("Image layer to restore: a 2-D grayscale image or a 3-D stack. It is never modified.")
@@ -166,21 +178,36 @@ class RestoreWidget(QWidget):
         self._check_noise()
 
     def _check_noise(self, *args: object) -> None:
-        """Say whether the chosen image's noise fits the chosen policy (in-memory images up to 16 M pixels)."""
+        """Say, in a background thread, whether the chosen image's noise fits the chosen policy (in-memory images
+        up to 16 M pixels)."""
         layer = self.layer_box.layer()
         try:
             source = layer_data(layer) if layer is not None else None
         except (TypeError, ValueError):
             source = None
         if source is None or not isinstance(source.data, np.ndarray) or source.data.size > 2**24:
+            self._noise_checks.clear()  # an answer still on its way is for another image: it is not shown
             self.noise_info.setText("" if source is None else "not checked here (large or lazy image)")
             return
-        try:
-            check = check_noise(source.data, self.policy, rgb=source.rgb)
-        except ValueError as err:
-            self.noise_info.setText(f"not checked: {err}")
-            return
-        self.noise_info.setText("" if check is None else ("" if check.fits else "⚠ ") + check.advice)
+        self.noise_info.setText("checking the noise …")
+        worker = _check_noise_in_background(source, self.policy)
+        worker.returned.connect(partial(self._show_noise_check, worker))
+        worker.finished.connect(partial(self._forget_noise_check, worker))
+        self._noise_checks.append(worker)
+        worker.start()
+
+    @property
+    def checking_noise(self) -> bool:
+        """Whether a noise check is in progress."""
+        return bool(self._noise_checks)
+
+    def _show_noise_check(self, worker: GeneratorWorker, text: str) -> None:
+        if self._noise_checks and worker is self._noise_checks[-1]:
+            self.noise_info.setText(text)
+
+    def _forget_noise_check(self, worker: GeneratorWorker) -> None:
+        if worker in self._noise_checks:
+            self._noise_checks.remove(worker)
 
     @property
     def policy(self) -> Policy:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import product
 from typing import Any
 
@@ -62,11 +62,20 @@ class Restoration:
         shape of its other axes in order (the channel axis included, e.g. ``(3, steps, H, W)`` for RGB).
     values : array or None
         Value map ``V(s_t)`` per step, shaped like ``actions``, float32, when ``return_values=True``.
+    intensity_ranges : dict
+        The ``(low, high)`` that was mapped to [0, 1], per channel index (key ``None`` when one range served the
+        whole image, or all colour channels together).
     """
 
     image: Any
     actions: Any
     values: Any | None
+    intensity_ranges: dict[int | None, tuple[float, float]] = field(default_factory=dict)
+
+    def first_plane_range(self, layout: Layout) -> tuple[float, float]:
+        """The range of the first plane (of the first channel) of an image of ``layout``: the one that the noise
+        check reads."""
+        return self.intensity_ranges[layout.channel(next(layout.planes()))]
 
 
 @dataclass(frozen=True)
@@ -488,6 +497,8 @@ def restore_steps(
         _write(out, layout, batch, collect_episode(finished), ranges, extras)
         del episode, finished, state
         release_free_memory()
+    out.intensity_ranges.clear()  # ``out`` itself is the result (a caller's zarr arrays): say what it holds
+    out.intensity_ranges.update(ranges)
     return out
 
 
