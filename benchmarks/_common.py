@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts: where the shared data lives, timing, and machine description."""
+"""Helpers shared by the benchmark scripts: where the shared data lives, timing, machine description, and the
+affine-fitted scores of images whose units differ from their reference's (W2S stretched every image on its own)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
+
 from napari_pixelrl.core.environment import describe_machine
+from napari_pixelrl.core.metrics import psnr, ssim
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 RELEASE = SHARED / "reference" / "pixelrl-official"
 BSD68 = SHARED / "data" / "BSD68"
+W2S = SHARED / "data" / "microscopy" / "W2S"
 
 T = TypeVar("T")
 
@@ -26,3 +31,17 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
 def machine() -> str:
     """One line naming the CPU, core count and library versions."""
     return describe_machine()
+
+
+def fit(output: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``a · output + b`` with the least-squares ``a, b`` against ``reference``."""
+    design = np.stack([output.ravel(), np.ones(output.size)], axis=1)
+    (a, b), *_ = np.linalg.lstsq(design, reference.ravel(), rcond=None)
+    return (a * output + b).astype(np.float32)
+
+
+def fitted_scores(output: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
+    """PSNR (dB) and SSIM of ``output`` against the [0, 1] ``clean`` image after :func:`fit` (the paper's protocol
+    for both: clipped to [0, 1], rounded to 8 bits)."""
+    fitted = fit(output, clean)
+    return psnr(fitted, clean), ssim(fitted, clean)

@@ -30,7 +30,7 @@ import tempfile
 
 import bm3d
 import numpy as np
-from _common import SHARED, machine, timed
+from _common import W2S, fit, machine, timed
 from microscopy import bm3d_gat
 
 from napari_pixelrl import api
@@ -39,20 +39,12 @@ from napari_pixelrl.core.io import list_images, read_image
 from napari_pixelrl.core.metrics import psnr
 from napari_pixelrl.core.noise import degrade
 
-W2S = SHARED / "data" / "microscopy" / "W2S"
 NOISE = NoiseModel(kind="poisson-gaussian", gain=0.03, sigma=3.0)
 TUNING_PAIRS = 3
 
 
 def read_unit(folder, limit=None) -> list[np.ndarray]:
     return [read_image(p).astype(np.float32) / 255.0 for p in list_images(folder)[:limit]]
-
-
-def fit(output: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """``a · output + b`` with the least-squares ``a, b`` against ``reference``."""
-    design = np.stack([output.ravel(), np.ones(output.size)], axis=1)
-    (a, b), *_ = np.linalg.lstsq(design, reference.ravel(), rcond=None)
-    return (a * output + b).astype(np.float32)
 
 
 def fine_tuned(args: argparse.Namespace, sources: dict, policies: dict, notes: dict) -> None:
