@@ -17,11 +17,12 @@ Rows: the noisy input; BM3D; the shipped ``poisson-gaussian`` policy; and for ea
   the training frames as by default), stopped after N minutes by the Lightning trainer's ``max_time``.
 
 ``s/image`` is the time to restore one 512x512 test frame (mean over the test frames). CAREamics is not a
-dependency of napari-pixelrl and cannot share ``constraints.txt``'s torch; docs/benchmarks.md says how to install
-it beside the package for this script.
+dependency of napari-pixelrl and cannot share ``constraints.txt``'s torch: ``benchmarks/peers-env.sh`` makes an
+environment with both (it says why it is built as it is)::
 
-    python benchmarks/peers.py --minutes 5 20          # about 1 h 15 min on 2 cores
-    python benchmarks/peers.py --minutes 1 --limit 3   # a quick look
+    bash benchmarks/peers-env.sh
+    .venv-peers/bin/python benchmarks/peers.py --minutes 5 20          # about 1 h 15 min on 2 cores
+    .venv-peers/bin/python benchmarks/peers.py --minutes 1 --limit 3   # a quick look
 """
 
 from __future__ import annotations
