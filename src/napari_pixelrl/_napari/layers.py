@@ -16,6 +16,7 @@ A stack keeps its axes, scale and units in the maps, with the step axis just bef
 
 from __future__ import annotations
 
+import math
 import weakref
 from typing import Any, NamedTuple
 
@@ -49,7 +50,7 @@ _TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
 _STEP_LIMITS = "step_contrast_limits"
 """Key, in a value map's metadata, of its per-step contrast limits."""
 _SAMPLES_PER_STEP = 1 << 20
-"""Percentiles of larger steps are taken on an even subsample of this many values."""
+"""Percentiles of larger steps are taken on an even subsample (every n-th row and column) of about this many."""
 _FOLLOWING: weakref.WeakSet = weakref.WeakSet()
 """Viewers whose step slider already sets the value maps' contrast."""
 
@@ -146,11 +147,11 @@ def step_contrast_limits(values: np.ndarray) -> list[tuple[float, float]]:
     values = np.asarray(values)
     if values.ndim < 3:
         raise ValueError(f"expected a value map (..., steps, H, W), got shape {values.shape}")
-    per_step = np.moveaxis(values, -3, 0).reshape(values.shape[-3], -1)
-    stride = max(1, per_step.shape[1] // _SAMPLES_PER_STEP)
+    per_step = values[..., 0, :, :].size
+    stride = max(1, math.isqrt(per_step // _SAMPLES_PER_STEP))  # along y and x: no copy of the whole map
     limits = []
-    for step in per_step:
-        low, high = (float(v) for v in np.percentile(step[::stride], [1, 99]))
+    for t in range(values.shape[-3]):
+        low, high = (float(v) for v in np.percentile(values[..., t, ::stride, ::stride], [1, 99]))
         limits.append((low, high) if high > low else (low - 0.5, low + 0.5))
     return limits
 
