@@ -32,3 +32,21 @@ def test_fitted_psnr_ignores_gain_and_offset_and_counts_what_is_left(units):
 def test_fitted_ssim_of_a_rescaled_copy_is_one():
     clean = np.random.default_rng(0).integers(0, 256, (32, 32)) / 255
     assert fitted_scores(0.5 * clean + 0.2, clean) == (float("inf"), pytest.approx(1.0))
+
+
+def test_every_recipe_idea_spends_its_whole_budget_on_valid_stages():
+    from napari_pixelrl.core.config import TrainConfig
+    from recipes import BASE, DESCRIBED, IDEAS
+
+    assert set(DESCRIBED) == set(IDEAS)
+    for name, stages in IDEAS.items():
+        assert sum(share for share, _ in stages) == pytest.approx(1.0), name
+        for _, fields in stages:
+            TrainConfig(data="images", episodes=1, **{**BASE, **fields})  # raises on an unknown field or value
+
+
+def test_shares_cell_names_the_two_most_taken_actions_per_step():
+    from recipes import shares_cell
+
+    shares = np.array([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]])
+    assert shares_cell(shares, ("box", "+1", "-1")) == "+1 60% · -1 30% / box 50% · -1 30%"
