@@ -47,6 +47,11 @@ IDEAS: dict[str, list[tuple[float, dict[str, Any]]]] = {
         (0.25, {"objective": "expected-reward", "lr": 3e-4}),
         (0.60, {"objective": "pathwise", "lr": 1e-4}),
     ],
+    "lookahead": [
+        (0.15, {"objective": "lookahead", "lr": 1e-3}),
+        (0.25, {"objective": "expected-reward", "lr": 3e-4}),
+        (0.60, {"objective": "pathwise", "lr": 1e-4}),
+    ],
     "expected-reward": [
         (0.3, {"objective": "expected-reward", "lr": 3e-4}),
         (0.7, {"objective": "pathwise", "lr": 1e-4}),
@@ -61,6 +66,7 @@ IDEAS: dict[str, list[tuple[float, dict[str, Any]]]] = {
 }
 DESCRIBED = {
     "imitation": "imitation of the greedy oracle → expected reward → pathwise (the order of our recipes)",
+    "lookahead": "imitation of the look-ahead oracle → expected reward → pathwise",
     "expected-reward": "expected reward → pathwise (no imitation)",
     "pathwise": "pathwise alone, lr 1e-4",
     "pathwise-fast": "pathwise alone, lr 3e-4",

@@ -14,7 +14,14 @@ from napari_pixelrl.core.config import ModelConfig, NoiseModel, TrainConfig
 from napari_pixelrl.core.io import write_tiff
 from napari_pixelrl.core.model import PixelRLNet
 from napari_pixelrl.core.rollout import choose_actions
-from napari_pixelrl.core.trainer import Trainer, discounted_returns, episode_loss, from_denoiser, read_log
+from napari_pixelrl.core.trainer import (
+    Trainer,
+    discounted_returns,
+    episode_loss,
+    from_denoiser,
+    reachable_error,
+    read_log,
+)
 
 
 @pytest.fixture(scope="module")
@@ -380,3 +387,38 @@ def test_a_sparse_log_keeps_every_nth_the_validated_and_the_last_episode(image_f
     assert [u.episode for u in read_log(tmp_path / "run")] == [3, 5, 6, 7]
     sparser = replace(config, log_every=50)  # a resumed stage may change how densely it logs
     assert Trainer(sparser, tmp_path / "run").episode == 7
+
+
+def test_reachable_error_counts_what_the_remaining_plus_minus_one_steps_cannot_mend():
+    clean = torch.full((1, 1, 1, 2), 100 / 255)
+    candidates = torch.tensor([[[[103.0, 100.5]]], [[[97.0, 110.0]]]]).view(1, 2, 1, 1, 2) / 255
+    # 3 and 0.5 grey levels off, 3 and 10 off; with 2 steps left 1 and 0, 1 and 8 remain, as 255 · (levels/255)²
+    np.testing.assert_allclose(
+        reachable_error(clean, candidates, 2), [[[[1 / 255, 0.0]], [[1 / 255, 64 / 255]]]], rtol=1e-5, atol=1e-9
+    )
+    np.testing.assert_allclose(reachable_error(clean, candidates, 0)[0, 1, 0, 1], 100 / 255, rtol=1e-5)
+    with pytest.raises(ValueError, match="steps_left"):
+        reachable_error(clean, candidates, -1)
+
+
+def test_lookahead_gradient_is_the_cross_entropy_with_every_action_that_stays_within_reach():
+    torch.manual_seed(6)
+    model = PixelRLNet(ModelConfig(width=6, reward_filter_size=5))
+    config = TrainConfig(objective="lookahead", steps=3, entropy_beta=0.0, value_weight=0.0)
+    clean = 0.5 + 0.01 * torch.rand(2, 1, 9, 9)  # a smooth patch and noise of a few grey levels: filters land
+    noisy = clean + 4 / 255 * torch.randn_like(clean)  # within reach of the clean value, so many actions tie
+    recorder = Recorder(model)
+    episode_loss(recorder, clean, noisy, config, DENOISE, torch.Generator().manual_seed(0)).loss.backward()
+    x = clean.double().numpy()
+    for t, (state, out) in enumerate(recorder.steps):
+        pi = out.logits.detach().double().softmax(1).numpy()
+        results = np.concatenate([a.apply(state).double().numpy() for a in DENOISE.actions], 1)
+        left = config.steps - 1 - t  # grey levels the later ±1 steps can still move a pixel
+        reach = 255 * np.maximum(np.abs(x - results) - left / 255, 0) ** 2
+        best = reach <= reach.min(1, keepdims=True) + 1e-9
+        stakes = reach.max(1, keepdims=True) - reach.min(1, keepdims=True)
+        assert t == 2 or (best.sum(1) > 1).mean() > 0.3  # ties are common while steps are left
+        # d/dz_k of -w log Σ_{a best} π_a = -w (1[k best] π_k / Σ_{a best} π_a - π_k), averaged over pixels
+        target = np.where(best, pi, 0) / np.where(best, pi, 0).sum(1, keepdims=True)
+        expected = -(stakes / stakes.mean()) * (target - pi) / x[:, 0].size
+        np.testing.assert_allclose(out.logits.grad.numpy(), expected, rtol=1e-3, atol=1e-9)

@@ -216,7 +216,7 @@ def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return dict(data)
 
 
-OBJECTIVES = ("a2c", "expected-reward", "imitation", "pathwise", "denoiser")
+OBJECTIVES = ("a2c", "expected-reward", "imitation", "lookahead", "pathwise", "denoiser")
 CROP_WEIGHTS = ("equal", "psnr")
 ROLLOUTS = ("sample", "greedy")
 RESUMABLE_CHANGES = ("device", "precision", "log_every")
@@ -236,6 +236,9 @@ class TrainConfig:
     * ``"imitation"``: the same, except that the policy term is behaviour cloning of the per-pixel greedy oracle
       (the action that most lowers each pixel's error, known during training), weighted by how much the choice
       matters at that pixel.
+    * ``"lookahead"``: imitation of a look-ahead oracle instead: with ``k`` steps left, ±1 steps can still move a
+      pixel ``k`` grey levels, so every action whose result lies within ``k`` grey levels of the clean value is a
+      target, and beyond that the one that leaves the least error ``max(0, |x - a(s)| - k/255)²``.
     * ``"pathwise"``: the exact expected one-step reward, plus the error left after the later steps,
       backpropagated through the rollout (each step's chosen action forward, π's gradient backward:
       straight-through), so that a step also learns what the later steps' filters make of its change.
@@ -244,7 +247,7 @@ class TrainConfig:
     """
 
     objective: str = "a2c"
-    """``"a2c"``, ``"expected-reward"``, ``"imitation"``, ``"pathwise"`` or ``"denoiser"``."""
+    """``"a2c"``, ``"expected-reward"``, ``"imitation"``, ``"lookahead"``, ``"pathwise"`` or ``"denoiser"``."""
     data: str = ""
     """Folder of clean training images (8-bit grayscale or any image scaled to [0, 1] by its dtype)."""
     noise: NoiseModel = field(default_factory=NoiseModel)

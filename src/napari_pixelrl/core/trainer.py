@@ -55,6 +55,7 @@ __all__ = [
     "discounted_returns",
     "episode_loss",
     "from_denoiser",
+    "reachable_error",
     "read_log",
     "saved_config",
     "step_reward",
@@ -143,32 +144,37 @@ def episode_loss(
     With ``config.objective == "expected-reward"`` the policy term is ``-Σ_a π(a|s_t) r_t(a)``, the exact expected
     one-step reward, instead of the sampled ``-log π(a_t|s_t) · advantage``; with ``"imitation"`` it is the
     cross-entropy with the greedy oracle's action ``argmax_a r_t(a)``, weighted per pixel by the spread of the
-    rewards there. With ``"pathwise"`` step ``t``'s policy gets the gradient of the exact expected reward of its
-    own step plus that of the error that the later steps leave, ``e(x, s_T) - e(x, s_{t+1})``, backpropagated
-    through the actions taken (:func:`straight_through_step`); the network's input is not differentiated, so
-    the value loss and the entropy cannot reach earlier steps' choices.
+    rewards there; with ``"lookahead"`` the oracle is every action after which the ±1 steps still to come can
+    reach the clean value (:func:`reachable_error`). With ``"pathwise"`` step ``t``'s policy gets the gradient of
+    the exact expected reward of its own step plus that of the error that the later steps leave,
+    ``e(x, s_T) - e(x, s_{t+1})``, backpropagated through the actions taken (:func:`straight_through_step`); the
+    network's input is not differentiated, so the value loss and the entropy cannot reach earlier steps' choices.
     Everything else (sampled rollout, value loss with RMC returns, entropy bonus) is the same.
     With ``replicas`` of a data-parallel run, ``clean`` and ``noisy`` are this replica's rows of a global batch of
     ``config.batch_size``: actions are sampled as one process would sample them for those rows, and batch-wide
     statistics (the imitation weights' mean) are taken over the whole batch.
     """
+    if config.objective == "lookahead" and action_set.error is not None:
+        raise ValueError(f"objective 'lookahead' counts grey levels; action set {action_set.name!r} has its own error")
     replicas = replicas or Replicas()
     rows = (replicas.rows(config.batch_size), config.batch_size) if replicas.world_size > 1 else None
     state, hidden = noisy, None
     policy_terms, entropies, values, rewards = [], [], [], []
     counts = torch.zeros(len(action_set), dtype=torch.long, device=clean.device)
-    for _ in range(config.steps):
+    for t in range(config.steps):
         with network_autocast(clean.device, network_dtype):
             out = model(action_set.network_input(state.detach()), hidden)
         log_probs = out.logits.float().log_softmax(dim=1)
         probs = log_probs.exp()
         actions = choose_actions(log_probs.detach(), config.rollout == "greedy", generator, rows)
-        if config.objective in ("expected-reward", "imitation", "pathwise"):
+        if config.objective in ("expected-reward", "imitation", "lookahead", "pathwise"):
             candidates = torch.stack([action.apply(state) for action in action_set.actions], dim=1)  # (B,A,C,H,W)
             fixed = candidates.detach()
             all_rewards = torch.cat([step_reward(clean, state.detach(), c, action_set) for c in fixed.unbind(1)], 1)
             if config.objective == "imitation":
                 term = _imitation_term(log_probs, all_rewards, replicas)
+            elif config.objective == "lookahead":
+                term = _imitation_term(log_probs, -reachable_error(clean, fixed, config.steps - 1 - t), replicas, True)
             else:
                 term = -(probs * all_rewards).sum(dim=1, keepdim=True)
             if config.objective == "pathwise":
@@ -196,7 +202,7 @@ def episode_loss(
     if config.objective == "pathwise":
         final_error = step_reward(clean, state, clean, action_set)  # e(x, s_T), differentiable through the steps
         policy_loss = ((torch.stack(policy_terms).sum(dim=0) + final_error) * weights).mean()
-    elif config.objective in ("expected-reward", "imitation"):
+    elif config.objective in ("expected-reward", "imitation", "lookahead"):
         policy_loss = (torch.stack(policy_terms) * weights).sum(dim=0).mean()
     else:
         advantage = (returns - values_t).detach()
@@ -264,13 +270,38 @@ def crop_weights(
     return (inverse / mean_over_replicas(inverse.mean(), replicas)).view(-1, 1, 1, 1)
 
 
-def _imitation_term(log_probs: torch.Tensor, all_rewards: torch.Tensor, replicas: Replicas) -> torch.Tensor:
+def reachable_error(clean: torch.Tensor, candidates: torch.Tensor, steps_left: int) -> torch.Tensor:
+    """The least error each action's result can still reach with ±1 grey-level steps alone, per pixel.
+
+    After action ``a`` with ``k = steps_left`` steps to go, ``k`` steps of ±1 can still move a pixel ``k`` grey
+    levels, so the final error ``255 · max(0, |x - a(s)| - k/255)²`` (summed over channels) is within reach.
+    ``clean`` is ``(B, C, H, W)``, ``candidates`` every action applied to the state ``(B, A, C, H, W)``; returns
+    ``(B, A, H, W)``. With ``k = 0`` it is the error after the action itself.
+    """
+    if candidates.ndim != 5 or candidates.shape[:1] + candidates.shape[2:] != clean.shape or steps_left < 0:
+        raise ValueError(
+            f"need candidates (B, A, C, H, W) of clean {tuple(clean.shape)} and steps_left >= 0, got "
+            f"{tuple(candidates.shape)} and {steps_left}"
+        )
+    gap = ((clean.unsqueeze(1) - candidates).abs() - steps_left / 255.0).clamp_min(0.0)
+    return 255.0 * (gap**2).sum(dim=2)
+
+
+def _imitation_term(
+    log_probs: torch.Tensor, all_rewards: torch.Tensor, replicas: Replicas, all_best: bool = False
+) -> torch.Tensor:
     """Cross-entropy with the greedy oracle's action (the one whose reward is highest), per pixel, weighted by what
-    is at stake there (best minus worst reward, normalised to mean 1 over the (global) batch)."""
-    best = all_rewards.argmax(dim=1, keepdim=True)
+    is at stake there (best minus worst reward, normalised to mean 1 over the (global) batch). With ``all_best``
+    the target is every action that ties for the best (``-log`` of their summed probability), as the look-ahead
+    target has many ties (every action that leaves a pixel within reach of its clean value)."""
+    if all_best:
+        tied = all_rewards >= all_rewards.amax(dim=1, keepdim=True)
+        chosen = log_probs.masked_fill(~tied, -math.inf).logsumexp(dim=1, keepdim=True)
+    else:
+        chosen = log_probs.gather(1, all_rewards.argmax(dim=1, keepdim=True))
     stakes = all_rewards.amax(dim=1, keepdim=True) - all_rewards.amin(dim=1, keepdim=True)
     mean = mean_over_replicas(stakes.mean(), replicas)
-    return -log_probs.gather(1, best) * (stakes / mean.clamp_min(1e-12))
+    return -chosen * (stakes / mean.clamp_min(1e-12))
 
 
 def denoiser_loss(model: PixelRLNet, clean: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
