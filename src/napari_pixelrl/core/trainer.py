@@ -170,13 +170,15 @@ def episode_loss(
         if config.objective in ("expected-reward", "imitation", "lookahead", "pathwise"):
             candidates = torch.stack([action.apply(state) for action in action_set.actions], dim=1)  # (B,A,C,H,W)
             fixed = candidates.detach()
-            all_rewards = torch.cat([step_reward(clean, state.detach(), c, action_set) for c in fixed.unbind(1)], 1)
-            if config.objective == "imitation":
-                term = _imitation_term(log_probs, all_rewards, replicas)
-            elif config.objective == "lookahead":
+            if config.objective == "lookahead":
                 term = _imitation_term(log_probs, -reachable_error(clean, fixed, config.steps - 1 - t), replicas, True)
             else:
-                term = -(probs * all_rewards).sum(dim=1, keepdim=True)
+                rewards_now = [step_reward(clean, state.detach(), c, action_set) for c in fixed.unbind(1)]
+                all_rewards = torch.cat(rewards_now, 1)
+                if config.objective == "imitation":
+                    term = _imitation_term(log_probs, all_rewards, replicas)
+                else:
+                    term = -(probs * all_rewards).sum(dim=1, keepdim=True)
             if config.objective == "pathwise":
                 next_state = straight_through_step(candidates, actions, probs)
                 # The final error's straight-through gradient w.r.t. π(s_t) holds a linearisation of this step's
