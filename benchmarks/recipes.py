@@ -63,6 +63,11 @@ IDEAS: dict[str, list[tuple[float, dict[str, Any]]]] = {
         (0.7, {"objective": "pathwise", "lr": 1e-4}),
     ],
     "a2c-64": [(1.0, {"objective": "a2c", "lr": 1e-3, "batch_size": 64})],
+    "lookahead-entropy": [
+        (0.15, {"objective": "lookahead", "lr": 1e-3}),
+        (0.25, {"objective": "expected-reward", "lr": 3e-4, "entropy_beta": 0.05}),
+        (0.60, {"objective": "pathwise", "lr": 1e-4, "entropy_beta": 0.03}),
+    ],
 }
 DESCRIBED = {
     "imitation": "imitation of the greedy oracle → expected reward → pathwise (the order of our recipes)",
@@ -72,6 +77,7 @@ DESCRIBED = {
     "pathwise-fast": "pathwise alone, lr 3e-4",
     "entropy-schedule": "expected reward with entropy β 0.05 (5x) → pathwise β 0.01",
     "a2c-64": "the paper's A2C, 64 crops, lr 1e-3",
+    "lookahead-entropy": "look-ahead imitation → expected reward β 0.05 → pathwise β 0.03 (entropy kept late)",
 }
 
 
