@@ -23,7 +23,7 @@ from bsd68 import Method, run
 
 from napari_pixelrl import api
 from napari_pixelrl.core.io import list_images
-from napari_pixelrl.core.trainer import denoised
+from napari_pixelrl.core.model import denoised
 
 PUBLISHED = {  # BSD68 PSNR (dB) as the papers report them (not measured here)
     "IRCNN": {15: 31.63, 25: 29.15, 50: 26.19},  # Zhang et al., CVPR 2017, Table 2

@@ -13,7 +13,7 @@ from torch import nn
 
 from .config import ModelConfig
 
-__all__ = ["ConvGRU", "PixelRLNet", "PolicyOutput"]
+__all__ = ["ConvGRU", "PixelRLNet", "PolicyOutput", "denoised"]
 
 
 def _dilated(in_channels: int, out_channels: int, dilation: int, bias: bool = True) -> nn.Conv2d:
@@ -120,3 +120,9 @@ class PixelRLNet(nn.Module):
         logits = self.policy_head(hidden)
         value = self.value_head(self.value_branch(features)) if with_value else None
         return PolicyOutput(logits, value, hidden)
+
+
+def denoised(model: PixelRLNet, noisy: torch.Tensor) -> torch.Tensor:
+    """A ``"denoiser"`` stage's estimate of the clean image: ``noisy`` minus the noise that the trunk, the value
+    branch and the value head predict (residual learning, as IRCNN and DnCNN); ``(B, C, H, W)``, not clipped."""
+    return noisy - model.value_head(model.value_branch(model.trunk(noisy)))

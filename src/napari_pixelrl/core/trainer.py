@@ -42,7 +42,7 @@ from .data import ImageSet
 from .distributed import Replicas, average_gradients, mean_over_replicas
 from .environment import describe_machine, resolve_device, source_commit, usable_precision
 from .metrics import psnr
-from .model import PixelRLNet
+from .model import PixelRLNet, denoised
 from .rollout import choose_actions, collect_episode, episode_steps, network_autocast
 from .sources import SyntheticNoise, TrainingData
 
@@ -311,12 +311,6 @@ def denoiser_loss(model: PixelRLNet, clean: torch.Tensor, noisy: torch.Tensor) -
     return ((denoised(model, noisy) - clean) ** 2).mean()
 
 
-def denoised(model: PixelRLNet, noisy: torch.Tensor) -> torch.Tensor:
-    """A ``"denoiser"`` stage's estimate of the clean image: ``noisy`` minus the noise that the trunk, the value
-    branch and the value head predict (residual learning, as IRCNN and DnCNN); ``(B, C, H, W)``, not clipped."""
-    return noisy - model.value_head(model.value_branch(model.trunk(noisy)))
-
-
 def from_denoiser(model: PixelRLNet, seed: int = 0) -> PixelRLNet:
     """Turn a warm-started residual denoiser into a policy's starting point, as the authors did with theirs.
 
@@ -422,11 +416,19 @@ class Trainer:
         self.rows = self.replicas.rows(config.batch_size)
         self.network_dtype = PRECISIONS[config.precision]
         if initial is not None:
-            self.action_set = initial.action_set
-            model = _seeded(initial.model.config, config.seed)
-            model.load_state_dict(initial.model.state_dict())
+            self.action_set, model_config = initial.action_set, initial.model.config
+            weights = initial.model.state_dict()
             self._history = list(initial.training.get("stages", []))
-            if self._history and self._history[-1].get("objective") == "denoiser" and config.objective != "denoiser":
+            from_trunk = bool(self._history) and self._history[-1].get("objective") == "denoiser"
+            if from_trunk and config.objective != "denoiser" and config.action_set != self.action_set.name:
+                # A denoiser never trained its policy head: a policy of any action set may grow from its trunk.
+                self.action_set = get_action_set(config.action_set)
+                model_config = replace(model_config, n_actions=len(self.action_set))
+                fresh = _seeded(model_config, config.seed).state_dict()
+                weights.update({key: fresh[key] for key in fresh if key.startswith("policy_head.")})
+            model = _seeded(model_config, config.seed)
+            model.load_state_dict(weights)
+            if from_trunk and config.objective != "denoiser":
                 from_denoiser(model, config.seed)
         else:
             self.action_set = get_action_set(config.action_set)

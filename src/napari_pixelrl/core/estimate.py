@@ -1,0 +1,95 @@
+"""Beyond the paper: the paper's nine denoising actions plus one learned estimate that each pixel may take.
+
+Our policies trained with the paper's nine actions stay below BM3D (docs/training.md), while the residual denoiser
+we train as their trunk beats BM3D on its own. The action sets here add a tenth action, *CNN estimate*: the image
+that such a denoiser (the paper's 7-layer dilated network, trunk → value branch → head, trained for one σ;
+:func:`~.model.denoised`) makes of the current state. At the first step the state is the noisy input, so the action
+gives the denoiser's estimate of it; the policy then chooses, pixel by pixel and step by step, between that
+estimate, the paper's filters and its ±1 corrections, and every choice is named in the action map as before.
+
+The action is a pure function of the current state like every other (so tiles still give the untiled result: it
+looks :func:`estimate_radius` pixels away), and runs in float32 whatever the policy network's precision; training
+treats its result as a fixed image (no gradient flows through the denoiser, whose weights never change). The
+denoisers' weights ship in ``weights/estimators/``, each a checkpoint with its own training record, and are read
+the first time the action runs. These sets are shipped beside the paper's ``denoise`` set, never instead of it.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import torch
+
+from .actions import DENOISE, Action, ActionSet, register_action_set
+from .config import ModelConfig
+from .model import PixelRLNet, denoised
+
+__all__ = ["ESTIMATORS_DIR", "CNNEstimate", "cnn_action_set", "estimate_radius"]
+
+ESTIMATORS_DIR = Path(__file__).parent / "weights" / "estimators"
+"""Shipped denoisers: ``trunk-<σ>.safetensors``, the per-σ trunks of ``recipes/trunk-<σ>.json``."""
+
+
+def estimate_radius(config: ModelConfig) -> int:
+    """How far (pixels) a pixel of :func:`~.model.denoised` looks: every 3x3 convolution adds its dilation."""
+    return sum(config.trunk_dilations) + sum(config.branch_dilations) + 1
+
+
+class CNNEstimate:
+    """The action "take the denoiser's estimate": ``state ↦ denoised(denoiser, state)``, float32, frozen weights.
+
+    Parameters
+    ----------
+    path : path-like
+        A checkpoint whose last stage trained the denoiser (``objective="denoiser"``). Read on first use; one copy
+        of the network is kept per device.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._models: dict[torch.device, PixelRLNet] = {}
+        self._lock = threading.Lock()
+
+    def _model(self, device: torch.device) -> PixelRLNet:
+        with self._lock:
+            if device not in self._models:
+                from .checkpoint import load_checkpoint  # checkpoint.py looks action sets up: import it late
+
+                model = load_checkpoint(self.path).model.to(device, memory_format=torch.channels_last).eval()
+                model.requires_grad_(False)
+                self._models[device] = model
+            return self._models[device]
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        model = self._model(image.device)
+        with torch.no_grad(), torch.autocast(image.device.type, enabled=False):
+            estimate = denoised(model, image.float().contiguous(memory_format=torch.channels_last))
+        return estimate.to(image.dtype).contiguous()
+
+
+def cnn_action_set(sigma: int, path: str | Path | None = None) -> ActionSet:
+    """The paper's nine denoising actions and the estimate of our σ-``sigma`` trunk (``denoise-cnn-<sigma>``, v1).
+
+    Parameters
+    ----------
+    sigma : int
+        Noise level (0-255 scale) the denoiser was trained for; names the set and the action.
+    path : path-like, optional
+        The denoiser's checkpoint; default ``ESTIMATORS_DIR / f"trunk-{sigma}.safetensors"``.
+    """
+    path = Path(path) if path is not None else ESTIMATORS_DIR / f"trunk-{sigma}.safetensors"
+    estimate = Action(f"cnn estimate sigma={sigma}", CNNEstimate(path), (23, 190, 207))
+    return ActionSet(
+        name=f"denoise-cnn-{sigma}",
+        version=1,
+        actions=(*DENOISE.actions, estimate),
+        radius=max(DENOISE.radius, estimate_radius(ModelConfig())),
+        description=f"the paper's nine denoising actions and the estimate of our σ={sigma} CNN denoiser (beyond "
+        "the paper)",
+    )
+
+
+for _file in sorted(ESTIMATORS_DIR.glob("trunk-*.safetensors")):
+    if _file.stem.removeprefix("trunk-").isdigit():
+        register_action_set(cnn_action_set(int(_file.stem.removeprefix("trunk-")), _file))
