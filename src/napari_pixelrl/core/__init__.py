@@ -3,5 +3,6 @@
 Nothing in this package imports Qt or napari.
 """
 
-from . import color  # noqa: F401  (registers the colour action set next to the denoising one)
-from . import estimate  # noqa: F401  (registers the action sets with a CNN estimate, beyond the paper)
+# Importing these registers their action sets next to the paper's denoising one: the colour set, and the sets
+# with a CNN estimate (beyond the paper).
+from . import color, estimate  # noqa: F401
