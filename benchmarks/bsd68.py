@@ -9,6 +9,11 @@ Protocol (the paper's): clean = 8-bit image / 255; noisy = clean + N(0, σ/255),
     python benchmarks/bsd68.py --sigmas 25 --limit 5
     python benchmarks/bsd68.py --ours runs/gaussian-{sigma}/policy.safetensors   # policies not shipped yet
     python benchmarks/bsd68.py --bf16               # add the release run in bfloat16
+    python benchmarks/bsd68.py --cnn runs/gaussian-{sigma}-cnn/policy.safetensors   # a policy with the CNN action
+
+Where a policy of the nine actions plus our per-σ CNN estimate (beyond the paper; core/estimate.py) is given or
+shipped (``gaussian-{sigma}-cnn``), two columns come with it: that policy, and the CNN estimate alone (the action
+taken once by every pixel), to show what the policy adds to it.
 
 The release rows need ../shared/reference/pixelrl-official; without it they are left out.
 """
@@ -20,9 +25,12 @@ from collections.abc import Callable
 
 import bm3d
 import numpy as np
+import torch
 from _common import BSD68, RELEASE, machine, timed
 
 from napari_pixelrl import api
+from napari_pixelrl.core.actions import get_action_set
+from napari_pixelrl.core.checkpoint import CheckpointError
 from napari_pixelrl.core.io import list_images, read_image
 from napari_pixelrl.core.metrics import psnr
 from napari_pixelrl.core.noise import add_gaussian_noise
@@ -36,12 +44,26 @@ def _policy_method(policy: api.Policy, precision: str = "float32") -> Method:
     return lambda x: api.restore(x, policy, device="cpu", intensity_range=(0, 1), precision=precision).image
 
 
+def _estimate_method(policy: api.Policy) -> Method:
+    estimate = policy.action_set.actions[-1].apply
+    return lambda x: estimate(torch.from_numpy(x)[None, None])[0, 0].clamp(0, 1).numpy()
+
+
 def methods_for(sigma: float, args: argparse.Namespace) -> dict[str, Method]:
     """Every method to run at noise level ``sigma``, by column name."""
     methods = {
         "ours": _policy_method(api.load_policy(args.ours.format(sigma=f"{sigma:g}"))),
         "ours blind": _policy_method(api.load_policy(args.blind)),
     }
+    try:
+        cnn = api.load_policy(args.cnn.format(sigma=f"{sigma:g}"))
+    except CheckpointError:
+        cnn = None  # none shipped for this σ and none given
+    if cnn is not None:
+        if cnn.action_set is not get_action_set(f"denoise-cnn-{sigma:g}"):
+            raise SystemExit(f"--cnn: {args.cnn} is a policy of {cnn.action_set.name!r}, not denoise-cnn-{sigma:g}")
+        methods["ours+cnn"] = _policy_method(cnn)
+        methods["cnn estimate alone"] = _estimate_method(cnn)
     release = RELEASE / f"pretrained_{sigma:g}.npz"
     if release.is_file():
         methods["release"] = _policy_method(api.load_policy(release))
@@ -72,6 +94,7 @@ def main() -> None:
     parser.add_argument("--ours", default="gaussian-{sigma}", help="matched policy name/path, {sigma} filled in")
     parser.add_argument("--blind", default="gaussian-blind", help="blind policy name or path")
     parser.add_argument("--bf16", action="store_true", help="also run the release in bfloat16")
+    parser.add_argument("--cnn", default="gaussian-{sigma}-cnn", help="policy with the CNN action, {sigma} filled in")
     args = parser.parse_args()
     files = list_images(BSD68)[: args.limit]
     # Warm-up (first-call allocations, oneDNN kernel selection) outside the timed runs.
@@ -90,6 +113,9 @@ def main() -> None:
         if "release" in psnrs:
             cells["ours − release"] = f"{psnrs['ours'] - psnrs['release']:+.2f}"
         cells["blind − ours"] = f"{psnrs['ours blind'] - psnrs['ours']:+.2f}"
+        if "ours+cnn" in psnrs:
+            cells["ours+cnn − BM3D"] = f"{psnrs['ours+cnn'] - psnrs['BM3D']:+.2f}"
+            cells["ours+cnn − cnn alone"] = f"{psnrs['ours+cnn'] - psnrs['cnn estimate alone']:+.2f}"
         if "release bf16" in psnrs:
             cells["release bf16 − float32"] = f"{psnrs['release bf16'] - psnrs['release']:+.3f}"
         cells.update({f"{name} s/img": f"{value[1]:.2f}" for name, value in r.items()})
