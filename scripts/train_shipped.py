@@ -3,11 +3,13 @@
     python scripts/train_shipped.py gaussian-25            # trains its prerequisites first (warmstart)
     python scripts/train_shipped.py --all --ship           # everything, then copy into the package
 
-Each recipe's first stage starts from another run's policy (``runs/<prerequisite>/policy.safetensors``); missing
-prerequisites are trained first. Runs resume where they stopped (run the same command again). ``--ship`` copies
-``runs/<name>/policy.safetensors`` to ``src/napari_pixelrl/core/weights/<name>.safetensors``. The training record
-inside each policy (stages, configs, episodes, wall time, machine, seed, data fingerprint, source commit) says how
-it was made; ``recipes/README.md`` lists the recipes and their costs.
+Each recipe's first stage starts from another run's policy (``runs/<prerequisite>/policy.safetensors``, or a
+trunk kept in the repository, ``training/<trunk>/policy.safetensors``); missing prerequisites are trained first.
+Runs resume where they stopped (run the same command again). ``--ship`` copies ``runs/<name>/policy.safetensors``
+to ``src/napari_pixelrl/core/weights/<name>.safetensors``. The training record inside each policy (stages,
+configs, episodes, wall time, machine, seed, data fingerprint, source commit) says how it was made;
+``recipes/README.md`` lists the recipes and their costs. The per-σ trunks that the ``*-cnn`` policies' tenth
+action runs ship in ``weights/estimators/trunk-<σ>.safetensors``, copies of ``training/trunk-<σ>``.
 """
 
 from __future__ import annotations
@@ -29,22 +31,23 @@ WEIGHTS = ROOT / "src" / "napari_pixelrl" / "core" / "weights"
 SHIPPED = tuple(api.list_policies())  # every policy in the package has its recipe
 
 
-def prerequisite(name: str) -> str | None:
-    """The run a recipe starts from, read from its first stage's ``init`` (``runs/<name>/policy.safetensors``)."""
+def prerequisite(name: str) -> Path | None:
+    """The run folder a recipe starts from, read from its first stage's ``init``: ``runs/<name>`` or, for the
+    trunks kept in the repository, ``training/<name>`` (each trained by ``recipes/<name>.json``)."""
     init = Recipe.load(RECIPES / f"{name}.json").stages[0].init
-    return Path(init).parent.name if init and init.startswith("runs/") else None
+    return Path(init).parent if init and init.startswith(("runs/", "training/")) else None
 
 
-def train(name: str, runs: Path) -> None:
-    """Train ``name`` after its prerequisites, into ``runs/<name>``."""
+def train(name: str, folder: Path) -> None:
+    """Train ``name`` after its prerequisites, into ``folder``."""
     before = prerequisite(name)
-    if before and not (runs / before / "policy.safetensors").is_file():
-        train(before, runs)
+    if before and not (before / "policy.safetensors").is_file():
+        train(before.name, before)
     data = Path(Recipe.load(RECIPES / f"{name}.json").stages[0].data)
     if data == Path("runs/color-images") and not data.is_dir():
         write_color_images(data)  # made from scikit-image's bundled photographs
     print(f"== {name}", flush=True)
-    code = cli.main(["train", str(runs / name), "--config", str(RECIPES / f"{name}.json")])
+    code = cli.main(["train", str(folder), "--config", str(RECIPES / f"{name}.json")])
     if code != 0:
         sys.exit(code)
 
@@ -61,7 +64,7 @@ def main() -> None:
     if not names:
         parser.error("name a recipe or pass --all")
     for name in names:
-        train(name, runs)
+        train(name, runs / name)
         if args.ship:
             WEIGHTS.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(runs / name / "policy.safetensors", WEIGHTS / f"{name}.safetensors")
