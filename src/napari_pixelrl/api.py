@@ -46,7 +46,7 @@ from .core.noise_level import check_noise as noise_check
 from .core.recipe import Recipe
 from .core.render import action_counts
 from .core.sources import ImagePairs, NeighbourPairs, SyntheticNoise, TrainingData, fingerprint, split_rows
-from .core.trainer import POLICY_FILE, STATE_FILE, Trainer, TrainUpdate, episode_loss, saved_config
+from .core.trainer import POLICY_FILE, STATE_FILE, Trainer, TrainUpdate, episode_loss, saved_config, stage_finished
 
 __all__ = [
     "TASKS",
@@ -462,6 +462,9 @@ def train(
     for index, (stage, folder) in enumerate(zip(recipe.stages, folders, strict=True), start=1):
         if stage.init is None and previous is not None:
             stage = replace(stage, init=str(previous))
+        if not (folder / STATE_FILE).exists() and stage_finished(stage, folder):
+            previous = folder / POLICY_FILE  # done in an earlier call, its resume state since removed
+            continue
         initial = load_policy(stage.init) if stage.init else None
         stage_images = images
         if stage_images is None:

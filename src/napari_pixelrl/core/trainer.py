@@ -36,7 +36,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from .actions import ActionSet, apply_actions, get_action_set
-from .checkpoint import CheckpointError, Policy, save_checkpoint, write_atomically, write_safetensors
+from .checkpoint import CheckpointError, Policy, read_header, save_checkpoint, write_atomically, write_safetensors
 from .config import PRECISIONS, RESUMABLE_CHANGES, ModelConfig, TrainConfig
 from .data import ImageSet
 from .distributed import Replicas, average_gradients, mean_over_replicas
@@ -58,6 +58,7 @@ __all__ = [
     "reachable_error",
     "read_log",
     "saved_config",
+    "stage_finished",
     "step_reward",
     "straight_through_step",
 ]
@@ -682,6 +683,27 @@ class Trainer:
             return
         kept = [line for line in log.read_text().splitlines() if line and json.loads(line)["episode"] <= self.episode]
         write_atomically(log, lambda tmp: tmp.write_text("".join(line + "\n" for line in kept)))
+
+
+def stage_finished(config: TrainConfig, run_dir: str | os.PathLike[str]) -> bool:
+    """Whether ``run_dir`` holds this stage's finished policy, even without its resume state.
+
+    True when ``policy.safetensors``' record ends with a stage of this configuration (up to
+    :data:`~.config.RESUMABLE_CHANGES`) that ran all its episodes: a multi-stage recipe may then drop finished
+    stages' ``trainer_state.safetensors`` (a few MB each) and still resume at the first unfinished stage.
+    """
+    path = Path(run_dir) / POLICY_FILE
+    if not path.is_file():
+        return False
+    try:
+        stages = read_header(path).get("training", {}).get("stages", [])
+        last = stages[-1]
+        done = TrainConfig.from_dict(last["config"]).to_dict()
+    except (CheckpointError, IndexError, KeyError, TypeError, ValueError):
+        return False
+    wanted = config.to_dict()
+    same = all(done[key] == wanted[key] for key in wanted if key not in RESUMABLE_CHANGES)
+    return same and last.get("episodes_done") == config.episodes
 
 
 def saved_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
