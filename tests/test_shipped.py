@@ -21,6 +21,9 @@ SHIPPED = (
     "gaussian-15",
     "gaussian-25",
     "gaussian-50",
+    "gaussian-15-cnn",
+    "gaussian-25-cnn",
+    "gaussian-50-cnn",
     "gaussian-blind",
     "poisson-gaussian",
     "salt-and-pepper",
@@ -99,6 +102,19 @@ def _best_blur_gain(noise: NoiseModel, image: str) -> float:
 )
 def test_shipped_policy_beats_the_best_gaussian_blur(name, noise, image):
     assert _gain(name, noise, image) > _best_blur_gain(noise, image) + 0.3
+
+
+@pytest.mark.parametrize("sigma", [15, 25, 50])
+def test_cnn_policy_takes_the_estimate_first_and_beats_the_papers_actions(sigma):
+    """Beyond the paper: with the trunk's estimate as a tenth action the policy restores a bundled sample better
+    than the policy of the paper's nine actions (measured on coins at σ 25: 28.01 against 27.31 dB)."""
+    noise = NoiseModel(sigma=float(sigma))
+    _, noisy = _sample("coins", noise)
+    policy = api.load_policy(f"gaussian-{sigma}-cnn")
+    assert policy.action_set.name == f"denoise-cnn-{sigma}"
+    result = api.restore(noisy, policy, device="cpu", intensity_range=(0, 1))
+    assert np.mean(result.actions[0] == len(policy.action_set) - 1) > 0.9  # the estimate, named in the map
+    assert _gain(f"gaussian-{sigma}-cnn", noise, "coins") > _gain(f"gaussian-{sigma}", noise, "coins") + 0.3
 
 
 def _best_median_gain(noise: NoiseModel, image: str) -> float:
