@@ -7,7 +7,7 @@ from napari_pixelrl import api
 from napari_pixelrl.core.actions import DENOISE, get_action_set
 from napari_pixelrl.core.checkpoint import Policy, load_checkpoint, save_checkpoint
 from napari_pixelrl.core.config import ModelConfig, NoiseModel, TrainConfig
-from napari_pixelrl.core.estimate import ESTIMATORS_DIR, estimate_radius
+from napari_pixelrl.core.estimate import ESTIMATORS_DIR, cnn_action_set, estimate_radius
 from napari_pixelrl.core.io import write_tiff
 from napari_pixelrl.core.metrics import psnr
 from napari_pixelrl.core.model import PixelRLNet
@@ -22,6 +22,13 @@ def test_the_cnn_sets_add_one_named_action_to_the_papers_nine():
         assert action_set.names == [*DENOISE.names, f"cnn estimate sigma={sigma}"]
         assert (ESTIMATORS_DIR / f"trunk-{sigma}.safetensors").is_file()
     assert len(DENOISE) == 9  # the paper's set stays as it was
+
+
+def test_a_cnn_set_for_another_noise_kind_is_named_by_the_kind():
+    action_set = cnn_action_set("salt-and-pepper", ESTIMATORS_DIR / "trunk-25.safetensors")
+    assert action_set.name == "denoise-cnn-salt-and-pepper" and action_set.version == 1
+    assert action_set.names == [*DENOISE.names, "cnn estimate salt-and-pepper"]
+    assert "salt-and-pepper noise" in action_set.description
 
 
 def test_the_cnn_estimate_denoises_a_photograph():

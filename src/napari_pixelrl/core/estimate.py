@@ -28,7 +28,8 @@ from .model import PixelRLNet, denoised
 __all__ = ["ESTIMATORS_DIR", "CNNEstimate", "cnn_action_set", "estimate_radius"]
 
 ESTIMATORS_DIR = Path(__file__).parent / "weights" / "estimators"
-"""Shipped denoisers: ``trunk-<σ>.safetensors``, the per-σ trunks of ``recipes/trunk-<σ>.json``."""
+"""Shipped denoisers: ``trunk-<σ>.safetensors`` and ``trunk-<noise kind>.safetensors``, made by
+``recipes/trunk-<σ>.json`` and ``recipes/trunk-<noise kind>.json``."""
 
 
 def estimate_radius(config: ModelConfig) -> int:
@@ -68,28 +69,31 @@ class CNNEstimate:
         return estimate.to(image.dtype).contiguous()
 
 
-def cnn_action_set(sigma: int, path: str | Path | None = None) -> ActionSet:
-    """The paper's nine denoising actions and the estimate of our σ-``sigma`` trunk (``denoise-cnn-<sigma>``, v1).
+def cnn_action_set(noise: int | str, path: str | Path | None = None) -> ActionSet:
+    """The paper's nine denoising actions and the estimate of one of our trunks (``denoise-cnn-<noise>``, v1).
 
     Parameters
     ----------
-    sigma : int
-        Noise level (0-255 scale) the denoiser was trained for; names the set and the action.
+    noise : int or str
+        What the denoiser was trained for: a Gaussian σ (0-255 scale, e.g. ``25``) or a noise kind (e.g.
+        ``"salt-and-pepper"``); names the set (``denoise-cnn-25``) and the action (``cnn estimate sigma=25``,
+        ``cnn estimate salt-and-pepper``).
     path : path-like, optional
-        The denoiser's checkpoint; default ``ESTIMATORS_DIR / f"trunk-{sigma}.safetensors"``.
+        The denoiser's checkpoint; default ``ESTIMATORS_DIR / f"trunk-{noise}.safetensors"``.
     """
-    path = Path(path) if path is not None else ESTIMATORS_DIR / f"trunk-{sigma}.safetensors"
-    estimate = Action(f"cnn estimate sigma={sigma}", CNNEstimate(path), (23, 190, 207))
+    path = Path(path) if path is not None else ESTIMATORS_DIR / f"trunk-{noise}.safetensors"
+    what = f"sigma={noise}" if str(noise).isdigit() else str(noise)
+    estimate = Action(f"cnn estimate {what}", CNNEstimate(path), (23, 190, 207))
+    trained_for = f"σ={noise}" if str(noise).isdigit() else f"{noise} noise"
     return ActionSet(
-        name=f"denoise-cnn-{sigma}",
+        name=f"denoise-cnn-{noise}",
         version=1,
         actions=(*DENOISE.actions, estimate),
         radius=max(DENOISE.radius, estimate_radius(ModelConfig())),
-        description=f"the paper's nine denoising actions and the estimate of our σ={sigma} CNN denoiser (beyond "
-        "the paper)",
+        description=f"the paper's nine denoising actions and the estimate of our {trained_for} CNN denoiser "
+        "(beyond the paper)",
     )
 
 
 for _file in sorted(ESTIMATORS_DIR.glob("trunk-*.safetensors")):
-    if _file.stem.removeprefix("trunk-").isdigit():
-        register_action_set(cnn_action_set(int(_file.stem.removeprefix("trunk-")), _file))
+    register_action_set(cnn_action_set(_file.stem.removeprefix("trunk-"), _file))
