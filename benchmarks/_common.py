@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+import torch
 
+from napari_pixelrl import api
 from napari_pixelrl.core.environment import describe_machine
 from napari_pixelrl.core.metrics import psnr, ssim
 
@@ -45,3 +47,11 @@ def fitted_scores(output: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
     for both: clipped to [0, 1], rounded to 8 bits)."""
     fitted = fit(output, clean)
     return psnr(fitted, clean), ssim(fitted, clean)
+
+
+def estimate_alone(policy: api.Policy) -> Callable[[np.ndarray], np.ndarray]:
+    """The CNN-estimate action (beyond the paper; core/estimate.py) of ``policy`` taken once by every pixel."""
+    if not policy.action_set.name.startswith("denoise-cnn-"):
+        raise ValueError(f"{policy.name}: action set {policy.action_set.name!r} has no CNN estimate")
+    estimate = policy.action_set.actions[-1].apply
+    return lambda x: estimate(torch.from_numpy(x)[None, None])[0, 0].clamp(0, 1).numpy()

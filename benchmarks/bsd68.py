@@ -25,8 +25,7 @@ from collections.abc import Callable
 
 import bm3d
 import numpy as np
-import torch
-from _common import BSD68, RELEASE, machine, timed
+from _common import BSD68, RELEASE, estimate_alone, machine, timed
 
 from napari_pixelrl import api
 from napari_pixelrl.core.actions import get_action_set
@@ -44,11 +43,6 @@ def _policy_method(policy: api.Policy, precision: str = "float32") -> Method:
     return lambda x: api.restore(x, policy, device="cpu", intensity_range=(0, 1), precision=precision).image
 
 
-def _estimate_method(policy: api.Policy) -> Method:
-    estimate = policy.action_set.actions[-1].apply
-    return lambda x: estimate(torch.from_numpy(x)[None, None])[0, 0].clamp(0, 1).numpy()
-
-
 def methods_for(sigma: float, args: argparse.Namespace) -> dict[str, Method]:
     """Every method to run at noise level ``sigma``, by column name."""
     methods = {
@@ -63,7 +57,7 @@ def methods_for(sigma: float, args: argparse.Namespace) -> dict[str, Method]:
         if cnn.action_set is not get_action_set(f"denoise-cnn-{sigma:g}"):
             raise SystemExit(f"--cnn: {args.cnn} is a policy of {cnn.action_set.name!r}, not denoise-cnn-{sigma:g}")
         methods["ours+cnn"] = _policy_method(cnn)
-        methods["cnn estimate alone"] = _estimate_method(cnn)
+        methods["cnn estimate alone"] = estimate_alone(cnn)
     release = RELEASE / f"pretrained_{sigma:g}.npz"
     if release.is_file():
         methods["release"] = _policy_method(api.load_policy(release))

@@ -8,15 +8,19 @@ unit noise, and the closed-form approximation of the exact unbiased inverse (Mä
 PSNR with the paper's protocol (clip, 8-bit rounding, peak 255).
 
     python benchmarks/microscopy.py [--policies poisson-gaussian gaussian-blind] [--limit 5]
+
+Beside a policy with our CNN estimate as a tenth action (beyond the paper; core/estimate.py) comes that estimate
+alone (the action taken once by every pixel).
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import bm3d
 import numpy as np
-from _common import SHARED, machine, timed
+from _common import SHARED, estimate_alone, machine, timed
 
 from napari_pixelrl import api
 from napari_pixelrl.core.config import NoiseModel
@@ -55,7 +59,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
     args = parser.parse_args()
     files = list_images(W2S_CLEAN)[: args.limit]
-    policies = {name: api.load_policy(name) for name in args.policies}
+    policies: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+    for name in args.policies:
+        policy = api.load_policy(name)
+        policies[name] = lambda x, p=policy: api.restore(x, p, device="cpu", intensity_range=(0, 1)).image
+        if policy.action_set.name.startswith("denoise-cnn-"):
+            policies[f"{name} estimate alone"] = estimate_alone(policy)
     print(f"W2S test clean images: {len(files)}, noise seed {args.seed}; machine: {machine()}")
     names = [*policies, "BM3D+GAT"]
     print(
@@ -76,10 +85,8 @@ def main() -> None:
             clean = read_image(path).astype(np.float32) / 255.0
             noisy = degrade(clean, noise, rng)
             scores["noisy"].append((psnr(noisy, clean), 0.0))
-            for name, policy in policies.items():
-                out, seconds = timed(
-                    lambda p=policy, x=noisy: api.restore(x, p, device="cpu", intensity_range=(0, 1)).image
-                )
+            for name, method in policies.items():
+                out, seconds = timed(lambda m=method, x=noisy: m(x))
                 scores[name].append((psnr(out, clean), seconds))
             out, seconds = timed(lambda x=noisy, g=gain, r=read: bm3d_gat(x, g, r))
             scores["BM3D+GAT"].append((psnr(out, clean), seconds))

@@ -15,6 +15,9 @@ SSIM, averaged over the images; seconds per image on this machine.
     python benchmarks/tasks.py                                 # both tasks, all 68 images
     python benchmarks/tasks.py --task text --limit 5
     python benchmarks/tasks.py --salt-and-pepper runs/salt-and-pepper/policy.safetensors   # a policy not shipped
+
+Salt-and-pepper columns are named by the policies' names; beside a policy with our CNN estimate as a tenth action
+(beyond the paper; core/estimate.py) comes that estimate alone (the action taken once by every pixel).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import argparse
 from collections.abc import Callable
 
 import numpy as np
-from _common import BSD68, machine, timed
+from _common import BSD68, estimate_alone, machine, timed
 from skimage import data
 from skimage.color import deltaE_cie76, rgb2lab
 from skimage.restoration import inpaint_biharmonic
@@ -39,9 +42,21 @@ Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(degraded image, true mask of the degraded pixels) -> restored image."""
 
 
-def _policy(name: str) -> Method:
-    policy = api.load_policy(name)
+def _policy(name: str | api.Policy) -> Method:
+    policy = api.load_policy(name) if isinstance(name, str) else name
     return lambda x, mask: api.restore(x, policy, device="cpu", intensity_range=(0, 1)).image
+
+
+def _policies(names: list[str]) -> dict[str, Method]:
+    """Each policy by its name, and beside one with the CNN-estimate action (beyond the paper) that estimate alone."""
+    methods: dict[str, Method] = {}
+    for name in names:
+        policy = api.load_policy(name)
+        methods[policy.name] = _policy(policy)
+        if policy.action_set.name.startswith("denoise-cnn-"):
+            estimate = estimate_alone(policy)
+            methods[f"{policy.name} estimate alone"] = lambda x, mask, estimate=estimate: estimate(x)
+    return methods
 
 
 def table(methods: dict[str, Method], degradations: dict[str, Callable], files: list, seed: int) -> None:
@@ -69,7 +84,7 @@ def table(methods: dict[str, Method], degradations: dict[str, Callable], files: 
 
 def salt_and_pepper(args: argparse.Namespace, files: list) -> None:
     methods: dict[str, Method] = {
-        "ours": _policy(args.salt_and_pepper),
+        **_policies(args.salt_and_pepper),
         "median 3x3": lambda x, mask: median_filter(x, 3),
         "median 5x5": lambda x, mask: median_filter(x, 5),
         "adaptive median ≤7": lambda x, mask: adaptive_median_filter(x, 7),
@@ -80,7 +95,8 @@ def salt_and_pepper(args: argparse.Namespace, files: list) -> None:
         noise = NoiseModel(kind="salt-and-pepper", density=density)
         return lambda clean, rng: (degrade(clean, noise, rng), None)
 
-    print(f"\nSalt-and-pepper, BSD68 ({len(files)} images), seed {args.seed}, policy {args.salt_and_pepper}")
+    names = ", ".join(args.salt_and_pepper)
+    print(f"\nSalt-and-pepper, BSD68 ({len(files)} images), seed {args.seed}, policies {names}")
     table(methods, {f"density {d:g}": at(d) for d in args.densities}, files, args.seed)
 
 
@@ -135,7 +151,7 @@ def main() -> None:
     parser.add_argument("--task", choices=("all", "salt-and-pepper", "text", "fading"), default="all")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
-    parser.add_argument("--salt-and-pepper", default="salt-and-pepper", help="policy name or path")
+    parser.add_argument("--salt-and-pepper", nargs="+", default=["salt-and-pepper"], help="policy names or paths")
     parser.add_argument("--densities", type=float, nargs="+", default=[0.1, 0.5, 0.9])
     parser.add_argument("--text", default="text-removal", help="policy name or path")
     parser.add_argument("--text-densities", type=float, nargs="+", default=[0.1, 0.2])
