@@ -31,6 +31,18 @@ def test_a_cnn_set_for_another_noise_kind_is_named_by_the_kind():
     assert "salt-and-pepper noise" in action_set.description
 
 
+def test_the_salt_and_pepper_estimate_replaces_only_impulse_valued_pixels():
+    image = torch.rand(1, 1, 40, 40, generator=torch.Generator().manual_seed(2)) * 0.8 + 0.1
+    impulses = torch.rand(1, 1, 40, 40, generator=torch.Generator().manual_seed(3)) < 0.3
+    image[impulses] = (torch.rand(int(impulses.sum()), generator=torch.Generator().manual_seed(4)) < 0.5).float()
+    path = ESTIMATORS_DIR / "trunk-25.safetensors"
+    switching = cnn_action_set("salt-and-pepper", path).actions[-1].apply(image)
+    everywhere = cnn_action_set(25, path).actions[-1].apply(image)
+    torch.testing.assert_close(switching[~impulses], image[~impulses], rtol=0, atol=0)
+    torch.testing.assert_close(switching[impulses], everywhere[impulses], rtol=0, atol=0)
+    assert (everywhere[~impulses] - image[~impulses]).abs().max() > 0.01  # the plain estimate changes them
+
+
 def test_the_cnn_estimate_denoises_a_photograph():
     clean = skdata.camera()[128:384, 128:384].astype(np.float32) / 255
     noisy = clean + np.random.default_rng(0).normal(0, 25 / 255, clean.shape).astype(np.float32)

@@ -45,10 +45,14 @@ class CNNEstimate:
     path : path-like
         A checkpoint whose last stage trained the denoiser (``objective="denoiser"``). Read on first use; one copy
         of the network is kept per device.
+    impulses_only : bool
+        Replace only the pixels at an impulse value (0 or 1 and beyond) by the estimate and keep every other pixel,
+        as a switching median filter does: for salt-and-pepper noise, which leaves the other pixels exact.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, impulses_only: bool = False) -> None:
         self.path = Path(path)
+        self.impulses_only = impulses_only
         self._models: dict[torch.device, PixelRLNet] = {}
         self._lock = threading.Lock()
 
@@ -66,7 +70,10 @@ class CNNEstimate:
         model = self._model(image.device)
         with torch.no_grad(), torch.autocast(image.device.type, enabled=False):
             estimate = denoised(model, image.float().contiguous(memory_format=torch.channels_last))
-        return estimate.to(image.dtype).contiguous()
+        estimate = estimate.to(image.dtype).contiguous()
+        if self.impulses_only:
+            estimate = torch.where((image <= 0) | (image >= 1), estimate, image)
+        return estimate
 
 
 def cnn_action_set(noise: int | str, path: str | Path | None = None) -> ActionSet:
@@ -77,13 +84,16 @@ def cnn_action_set(noise: int | str, path: str | Path | None = None) -> ActionSe
     noise : int or str
         What the denoiser was trained for: a Gaussian σ (0-255 scale, e.g. ``25``) or a noise kind (e.g.
         ``"salt-and-pepper"``); names the set (``denoise-cnn-25``) and the action (``cnn estimate sigma=25``,
-        ``cnn estimate salt-and-pepper``).
+        ``cnn estimate salt-and-pepper``). For ``"salt-and-pepper"`` the estimate replaces only the pixels at
+        an impulse value (``CNNEstimate(impulses_only=True)``).
     path : path-like, optional
         The denoiser's checkpoint; default ``ESTIMATORS_DIR / f"trunk-{noise}.safetensors"``.
     """
     path = Path(path) if path is not None else ESTIMATORS_DIR / f"trunk-{noise}.safetensors"
     what = f"sigma={noise}" if str(noise).isdigit() else str(noise)
-    estimate = Action(f"cnn estimate {what}", CNNEstimate(path), (23, 190, 207))
+    estimate = Action(
+        f"cnn estimate {what}", CNNEstimate(path, impulses_only=noise == "salt-and-pepper"), (23, 190, 207)
+    )
     trained_for = f"σ={noise}" if str(noise).isdigit() else f"{noise} noise"
     return ActionSet(
         name=f"denoise-cnn-{noise}",
