@@ -8,8 +8,8 @@ trunk kept in the repository, ``training/<trunk>/policy.safetensors``); missing 
 Runs resume where they stopped (run the same command again). ``--ship`` copies ``runs/<name>/policy.safetensors``
 to ``src/napari_pixelrl/core/weights/<name>.safetensors``. The training record inside each policy (stages,
 configs, episodes, wall time, machine, seed, data fingerprint, source commit) says how it was made;
-``recipes/README.md`` lists the recipes and their costs. The per-σ trunks that the ``*-cnn`` policies' tenth
-action runs ship in ``weights/estimators/trunk-<σ>.safetensors``, copies of ``training/trunk-<σ>``.
+``recipes/README.md`` lists the recipes and their costs. The trunks that the ``*-cnn`` policies' tenth action
+runs ship in ``weights/estimators/trunk-<σ or noise kind>.safetensors``, copies of ``training/trunk-<...>``.
 """
 
 from __future__ import annotations
