@@ -124,3 +124,11 @@ def test_every_shipped_estimator_is_a_denoiser_of_its_sigma(sigma):
     record = load_checkpoint(ESTIMATORS_DIR / f"trunk-{sigma}.safetensors")
     assert record.training["stages"][-1]["objective"] == "denoiser"
     assert record.noise_model.sigma == sigma
+
+
+@pytest.mark.parametrize("kind", ["salt-and-pepper", "poisson-gaussian"])
+def test_the_estimators_for_other_noises_were_trained_on_that_noise(kind):
+    record = load_checkpoint(ESTIMATORS_DIR / f"trunk-{kind}.safetensors")
+    assert record.training["stages"][-1]["objective"] == "denoiser"
+    assert record.noise_model.kind == kind
+    assert get_action_set(f"denoise-cnn-{kind}").names[-1] == f"cnn estimate {kind}"
