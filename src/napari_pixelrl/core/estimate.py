@@ -2,8 +2,8 @@
 
 Our policies trained with the paper's nine actions stay below BM3D (docs/training.md), while the residual denoiser
 we train as their trunk beats BM3D on its own. The action sets here add a tenth action, *CNN estimate*: the image
-that such a denoiser (the paper's 7-layer dilated network, trunk → value branch → head, trained for one σ;
-:func:`~.model.denoised`) makes of the current state. At the first step the state is the noisy input, so the action
+that such a denoiser (the paper's 7-layer dilated network, trunk → value branch → head, trained for one σ or one
+noise kind; :func:`~.model.denoised`) makes of the current state. At the first step the state is the noisy input, so the action
 gives the denoiser's estimate of it; the policy then chooses, pixel by pixel and step by step, between that
 estimate, the paper's filters and its ±1 corrections, and every choice is named in the action map as before.
 
