@@ -49,9 +49,14 @@ def fitted_scores(output: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
     return psnr(fitted, clean), ssim(fitted, clean)
 
 
+def has_cnn_estimate(policy: api.Policy) -> bool:
+    """Whether ``policy``'s last action is one of our CNN estimates (a ``denoise-cnn-*`` set; core/estimate.py)."""
+    return policy.action_set.name.startswith("denoise-cnn-")
+
+
 def estimate_alone(policy: api.Policy) -> Callable[[np.ndarray], np.ndarray]:
     """The CNN-estimate action (beyond the paper; core/estimate.py) of ``policy`` taken once by every pixel."""
-    if not policy.action_set.name.startswith("denoise-cnn-"):
+    if not has_cnn_estimate(policy):
         raise ValueError(f"{policy.name}: action set {policy.action_set.name!r} has no CNN estimate")
     estimate = policy.action_set.actions[-1].apply
     return lambda x: estimate(torch.from_numpy(x)[None, None])[0, 0].clamp(0, 1).numpy()

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import bm3d
 import numpy as np
-from _common import SHARED, estimate_alone, machine, timed
+from _common import SHARED, estimate_alone, has_cnn_estimate, machine, timed
 
 from napari_pixelrl import api
 from napari_pixelrl.core.config import NoiseModel
@@ -63,7 +63,7 @@ def main() -> None:
     for name in args.policies:
         policy = api.load_policy(name)
         policies[name] = lambda x, p=policy: api.restore(x, p, device="cpu", intensity_range=(0, 1)).image
-        if policy.action_set.name.startswith("denoise-cnn-"):
+        if has_cnn_estimate(policy):
             policies[f"{name} estimate alone"] = estimate_alone(policy)
     print(f"W2S test clean images: {len(files)}, noise seed {args.seed}; machine: {machine()}")
     names = [*policies, "BM3D+GAT"]

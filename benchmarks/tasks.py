@@ -26,7 +26,7 @@ import argparse
 from collections.abc import Callable
 
 import numpy as np
-from _common import BSD68, estimate_alone, machine, timed
+from _common import BSD68, estimate_alone, has_cnn_estimate, machine, timed
 from skimage import data
 from skimage.color import deltaE_cie76, rgb2lab
 from skimage.restoration import inpaint_biharmonic
@@ -53,7 +53,7 @@ def _policies(names: list[str]) -> dict[str, Method]:
     for name in names:
         policy = api.load_policy(name)
         methods[policy.name] = _policy(policy)
-        if policy.action_set.name.startswith("denoise-cnn-"):
+        if has_cnn_estimate(policy):
             estimate = estimate_alone(policy)
             methods[f"{policy.name} estimate alone"] = lambda x, mask, estimate=estimate: estimate(x)
     return methods

@@ -3,9 +3,9 @@
 Our policies trained with the paper's nine actions stay below BM3D (docs/training.md), while the residual denoiser
 we train as their trunk beats BM3D on its own. The action sets here add a tenth action, *CNN estimate*: the image
 that such a denoiser (the paper's 7-layer dilated network, trunk → value branch → head, trained for one σ or one
-noise kind; :func:`~.model.denoised`) makes of the current state. At the first step the state is the noisy input, so the action
-gives the denoiser's estimate of it; the policy then chooses, pixel by pixel and step by step, between that
-estimate, the paper's filters and its ±1 corrections, and every choice is named in the action map as before.
+noise kind; :func:`~.model.denoised`) makes of the current state. At the first step the state is the noisy input,
+so the action gives the denoiser's estimate of it; the policy then chooses, pixel by pixel and step by step, between
+that estimate, the paper's filters and its ±1 corrections, and every choice is named in the action map as before.
 
 The action is a pure function of the current state like every other (so tiles still give the untiled result: it
 looks :func:`estimate_radius` pixels away), and runs in float32 whatever the policy network's precision; training
@@ -90,11 +90,11 @@ def cnn_action_set(noise: int | str, path: str | Path | None = None) -> ActionSe
         The denoiser's checkpoint; default ``ESTIMATORS_DIR / f"trunk-{noise}.safetensors"``.
     """
     path = Path(path) if path is not None else ESTIMATORS_DIR / f"trunk-{noise}.safetensors"
-    what = f"sigma={noise}" if str(noise).isdigit() else str(noise)
+    gaussian = str(noise).isdigit()
+    what, trained_for = (f"sigma={noise}", f"σ={noise}") if gaussian else (str(noise), f"{noise} noise")
     estimate = Action(
         f"cnn estimate {what}", CNNEstimate(path, impulses_only=noise == "salt-and-pepper"), (23, 190, 207)
     )
-    trained_for = f"σ={noise}" if str(noise).isdigit() else f"{noise} noise"
     return ActionSet(
         name=f"denoise-cnn-{noise}",
         version=1,
