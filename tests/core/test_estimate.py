@@ -132,3 +132,21 @@ def test_the_estimators_for_other_noises_were_trained_on_that_noise(kind):
     assert record.training["stages"][-1]["objective"] == "denoiser"
     assert record.noise_model.kind == kind
     assert get_action_set(f"denoise-cnn-{kind}").names[-1] == f"cnn estimate {kind}"
+
+
+def test_the_blind_estimator_was_trained_on_the_whole_sigma_range():
+    record = load_checkpoint(ESTIMATORS_DIR / "trunk-blind.safetensors")
+    assert record.training["stages"][-1]["objective"] == "denoiser"
+    assert record.noise_model.kind == "gaussian" and tuple(record.noise_model.sigma) == (5, 55)
+    assert get_action_set("denoise-cnn-blind").names[-1] == "cnn estimate blind"
+
+
+def test_the_levels_set_offers_each_gaussian_estimate_in_its_own_colour():
+    levels = get_action_set("denoise-cnn-15-25-50-blind")
+    assert levels.names == [*DENOISE.names, *(f"cnn estimate sigma={s}" for s in (15, 25, 50)), "cnn estimate blind"]
+    assert len({action.color for action in levels.actions}) == len(levels) == 13
+    image = torch.rand(1, 1, 36, 36, generator=torch.Generator().manual_seed(5))
+    for action in levels.actions[9:]:  # each estimate is the one of its own single-estimate set
+        alone = get_action_set(f"denoise-cnn-{action.name.split()[-1].removeprefix('sigma=')}").actions[-1]
+        torch.testing.assert_close(action.apply(image), alone.apply(image), rtol=0, atol=0)
+    assert levels.radius == CNN.radius

@@ -25,7 +25,15 @@ from .actions import DENOISE, Action, ActionSet, register_action_set
 from .config import ModelConfig
 from .model import PixelRLNet, denoised
 
-__all__ = ["ESTIMATORS_DIR", "CNNEstimate", "cnn_action_set", "estimate_radius"]
+__all__ = [
+    "ESTIMATORS_DIR",
+    "LEVELS",
+    "CNNEstimate",
+    "cnn_action_set",
+    "cnn_levels_action_set",
+    "estimate_action",
+    "estimate_radius",
+]
 
 ESTIMATORS_DIR = Path(__file__).parent / "weights" / "estimators"
 """Shipped denoisers: ``trunk-<σ>.safetensors`` and ``trunk-<noise kind>.safetensors``, made by
@@ -76,34 +84,80 @@ class CNNEstimate:
         return estimate
 
 
+_COLORS = {15: (158, 218, 229), 25: (23, 190, 207), 50: (0, 105, 125), "blind": (255, 200, 0)}
+"""Action-map colours of the estimates, distinct within :func:`cnn_levels_action_set`; other kinds take cyan."""
+
+
+def _trained_for(noise: int | str) -> str:
+    if str(noise).isdigit():
+        return f"σ={noise}"
+    return "blind Gaussian (σ 5-55)" if noise == "blind" else f"{noise} noise"
+
+
+def estimate_action(noise: int | str, path: str | Path | None = None) -> Action:
+    """The action "take the estimate of our denoiser for ``noise``" (``cnn estimate sigma=25``, ``... blind``).
+
+    Parameters
+    ----------
+    noise : int or str
+        What the denoiser was trained for: a Gaussian σ (0-255 scale, e.g. ``25``), ``"blind"`` (Gaussian σ 5-55) or
+        a noise kind (e.g. ``"salt-and-pepper"``). For ``"salt-and-pepper"`` the estimate replaces only the pixels
+        at an impulse value (``CNNEstimate(impulses_only=True)``).
+    path : path-like, optional
+        The denoiser's checkpoint; default ``ESTIMATORS_DIR / f"trunk-{noise}.safetensors"``.
+    """
+    path = Path(path) if path is not None else ESTIMATORS_DIR / f"trunk-{noise}.safetensors"
+    what = f"sigma={noise}" if str(noise).isdigit() else str(noise)
+    estimate = CNNEstimate(path, impulses_only=noise == "salt-and-pepper")
+    return Action(f"cnn estimate {what}", estimate, _COLORS.get(noise, _COLORS[25]))
+
+
+def _estimate_set(name: str, estimates: tuple[Action, ...], trained_for: str) -> ActionSet:
+    return ActionSet(
+        name=name,
+        version=1,
+        actions=(*DENOISE.actions, *estimates),
+        radius=max(DENOISE.radius, estimate_radius(ModelConfig())),
+        description=f"the paper's nine denoising actions and the estimate{'s' * (len(estimates) > 1)} of our "
+        f"{trained_for} CNN denoiser{'s' * (len(estimates) > 1)} (beyond the paper)",
+    )
+
+
 def cnn_action_set(noise: int | str, path: str | Path | None = None) -> ActionSet:
     """The paper's nine denoising actions and the estimate of one of our trunks (``denoise-cnn-<noise>``, v1).
 
     Parameters
     ----------
     noise : int or str
-        What the denoiser was trained for: a Gaussian σ (0-255 scale, e.g. ``25``) or a noise kind (e.g.
-        ``"salt-and-pepper"``); names the set (``denoise-cnn-25``) and the action (``cnn estimate sigma=25``,
-        ``cnn estimate salt-and-pepper``). For ``"salt-and-pepper"`` the estimate replaces only the pixels at
-        an impulse value (``CNNEstimate(impulses_only=True)``).
+        What the denoiser was trained for (:func:`estimate_action`); names the set (``denoise-cnn-25``).
     path : path-like, optional
         The denoiser's checkpoint; default ``ESTIMATORS_DIR / f"trunk-{noise}.safetensors"``.
     """
-    path = Path(path) if path is not None else ESTIMATORS_DIR / f"trunk-{noise}.safetensors"
-    gaussian = str(noise).isdigit()
-    what, trained_for = (f"sigma={noise}", f"σ={noise}") if gaussian else (str(noise), f"{noise} noise")
-    estimate = Action(
-        f"cnn estimate {what}", CNNEstimate(path, impulses_only=noise == "salt-and-pepper"), (23, 190, 207)
-    )
-    return ActionSet(
-        name=f"denoise-cnn-{noise}",
-        version=1,
-        actions=(*DENOISE.actions, estimate),
-        radius=max(DENOISE.radius, estimate_radius(ModelConfig())),
-        description=f"the paper's nine denoising actions and the estimate of our {trained_for} CNN denoiser "
-        "(beyond the paper)",
-    )
+    return _estimate_set(f"denoise-cnn-{noise}", (estimate_action(noise, path),), _trained_for(noise))
+
+
+LEVELS: tuple[int | str, ...] = (15, 25, 50, "blind")
+"""The Gaussian denoisers of :func:`cnn_levels_action_set`."""
+
+
+def cnn_levels_action_set(noises: tuple[int | str, ...] = LEVELS) -> ActionSet:
+    """The paper's nine actions and the estimates of several Gaussian denoisers, for a policy blind to σ.
+
+    By default each pixel may take the estimate of the σ = 15, 25 or 50 denoiser or of the blind one
+    (``denoise-cnn-15-25-50-blind``, v1): a blind policy that tells the noise level from the image can then take the
+    matched denoiser's estimate, and between levels the blind one's, each choice named in the action map.
+
+    Parameters
+    ----------
+    noises : tuple of int or str
+        The denoisers (:func:`estimate_action`), in channel order after the paper's nine; they name the set.
+    """
+    name = "denoise-cnn-" + "-".join(str(noise) for noise in noises)
+    trained_for = ", ".join(_trained_for(noise) for noise in noises)
+    return _estimate_set(name, tuple(estimate_action(noise) for noise in noises), trained_for)
 
 
 for _file in sorted(ESTIMATORS_DIR.glob("trunk-*.safetensors")):
     register_action_set(cnn_action_set(_file.stem.removeprefix("trunk-"), _file))
+if all((ESTIMATORS_DIR / f"trunk-{noise}.safetensors").is_file() for noise in LEVELS):
+    register_action_set(cnn_levels_action_set())
