@@ -10,10 +10,14 @@ Protocol (the paper's): clean = 8-bit image / 255; noisy = clean + N(0, σ/255),
     python benchmarks/bsd68.py --ours runs/gaussian-{sigma}/policy.safetensors   # policies not shipped yet
     python benchmarks/bsd68.py --bf16               # add the release run in bfloat16
     python benchmarks/bsd68.py --cnn runs/gaussian-{sigma}-cnn/policy.safetensors   # a policy with the CNN action
+    python benchmarks/bsd68.py --blind-cnn runs/gaussian-blind-cnn/policy.safetensors  # blind, four CNN estimates
+    python benchmarks/bsd68.py --only BM3D ours+cnn blind+cnn   # some methods only (column names)
 
 Where a policy of the nine actions plus our per-σ CNN estimate (beyond the paper; core/estimate.py) is given or
 shipped (``gaussian-{sigma}-cnn``), two columns come with it: that policy, and the CNN estimate alone (the action
-taken once by every pixel), to show what the policy adds to it.
+taken once by every pixel), to show what the policy adds to it. Likewise for the blind policy with our four
+Gaussian estimates (``gaussian-blind-cnn``, set ``denoise-cnn-15-25-50-blind``): it, and the blind denoiser's estimate
+alone (its last action).
 
 The release rows need ../shared/reference/pixelrl-official; without it they are left out.
 """
@@ -58,6 +62,13 @@ def methods_for(sigma: float, args: argparse.Namespace) -> dict[str, Method]:
             raise SystemExit(f"--cnn: {args.cnn} is a policy of {cnn.action_set.name!r}, not denoise-cnn-{sigma:g}")
         methods["ours+cnn"] = _policy_method(cnn)
         methods["cnn estimate alone"] = estimate_alone(cnn)
+    try:
+        blind_cnn = api.load_policy(args.blind_cnn)
+    except CheckpointError:
+        blind_cnn = None
+    if blind_cnn is not None:
+        methods["blind+cnn"] = _policy_method(blind_cnn)
+        methods["blind cnn estimate alone"] = estimate_alone(blind_cnn)
     release = RELEASE / f"pretrained_{sigma:g}.npz"
     if release.is_file():
         methods["release"] = _policy_method(api.load_policy(release))
@@ -89,6 +100,8 @@ def main() -> None:
     parser.add_argument("--blind", default="gaussian-blind", help="blind policy name or path")
     parser.add_argument("--bf16", action="store_true", help="also run the release in bfloat16")
     parser.add_argument("--cnn", default="gaussian-{sigma}-cnn", help="policy with the CNN action, {sigma} filled in")
+    parser.add_argument("--blind-cnn", default="gaussian-blind-cnn", help="blind policy with our CNN estimates")
+    parser.add_argument("--only", nargs="+", metavar="COLUMN", help='run only these methods, e.g. "BM3D" "ours+cnn"')
     args = parser.parse_args()
     files = list_images(BSD68)[: args.limit]
     # Warm-up (first-call allocations, oneDNN kernel selection) outside the timed runs.
@@ -99,21 +112,30 @@ def main() -> None:
     header = None
     for sigma in args.sigmas:
         methods = methods_for(sigma, args)
+        if args.only:
+            methods = {name: method for name, method in methods.items() if name in args.only}
         r = run(methods, sigma, files, args.seed)
         psnrs = {name: value[0] for name, value in r.items()}
         cells = {f"{name} (dB)": f"{value:.2f}" for name, value in psnrs.items()}
         cells["paper's PixelRL (dB)"] = f"{PAPER_PIXELRL.get(int(sigma), float('nan')):.2f}"
-        cells["ours − BM3D"] = f"{psnrs['ours'] - psnrs['BM3D']:+.2f}"
-        if "release" in psnrs:
-            cells["ours − release"] = f"{psnrs['ours'] - psnrs['release']:+.2f}"
-        cells["blind − ours"] = f"{psnrs['ours blind'] - psnrs['ours']:+.2f}"
-        if "ours+cnn" in psnrs:
-            cells["ours+cnn − BM3D"] = f"{psnrs['ours+cnn'] - psnrs['BM3D']:+.2f}"
-            cells["ours+cnn − cnn alone"] = f"{psnrs['ours+cnn'] - psnrs['cnn estimate alone']:+.2f}"
+        differences = (
+            ("ours − BM3D", "ours", "BM3D"),
+            ("ours − release", "ours", "release"),
+            ("blind − ours", "ours blind", "ours"),
+            ("ours+cnn − BM3D", "ours+cnn", "BM3D"),
+            ("ours+cnn − cnn alone", "ours+cnn", "cnn estimate alone"),
+            ("blind+cnn − BM3D", "blind+cnn", "BM3D"),
+            ("blind+cnn − ours+cnn", "blind+cnn", "ours+cnn"),
+            ("blind+cnn − blind cnn alone", "blind+cnn", "blind cnn estimate alone"),
+        )
+        for column, a, b in differences:
+            if a in psnrs and b in psnrs:
+                cells[column] = f"{psnrs[a] - psnrs[b]:+.2f}"
         if "release bf16" in psnrs:
             cells["release bf16 − float32"] = f"{psnrs['release bf16'] - psnrs['release']:+.3f}"
         cells.update({f"{name} s/img": f"{value[1]:.2f}" for name, value in r.items()})
-        cells["ours / BM3D time"] = f"{r['ours'][1] / r['BM3D'][1]:.2f}"
+        if "ours" in r and "BM3D" in r:
+            cells["ours / BM3D time"] = f"{r['ours'][1] / r['BM3D'][1]:.2f}"
         if header is None:
             header = list(cells)
             print("| σ | " + " | ".join(header) + " |")

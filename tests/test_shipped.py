@@ -26,6 +26,7 @@ SHIPPED = (
     "gaussian-25-cnn",
     "gaussian-50-cnn",
     "gaussian-blind",
+    "gaussian-blind-cnn",
     "poisson-gaussian",
     "poisson-gaussian-cnn",
     "salt-and-pepper",
@@ -100,6 +101,7 @@ def _best_blur_gain(noise: NoiseModel, image: str) -> float:
         ("gaussian-50", NoiseModel(sigma=50.0), "coins"),
         ("gaussian-blind", NoiseModel(sigma=15.0), "coins"),
         ("gaussian-blind", NoiseModel(sigma=50.0), "coins"),
+        ("gaussian-blind-cnn", NoiseModel(sigma=15.0), "coins"),
         ("poisson-gaussian", NoiseModel(kind="poisson-gaussian", gain=0.03, sigma=3.0), "cell"),
         ("poisson-gaussian-cnn", NoiseModel(kind="poisson-gaussian", gain=0.03, sigma=3.0), "cell"),
     ],
@@ -119,6 +121,19 @@ def test_cnn_policy_takes_the_estimate_first_and_beats_the_papers_actions(sigma)
     result = api.restore(noisy, policy, device="cpu", intensity_range=(0, 1))
     assert np.mean(result.actions[0] == len(policy.action_set) - 1) > 0.9  # the estimate, named in the map
     assert _gain(f"gaussian-{sigma}-cnn", noise, "coins") > _gain(f"gaussian-{sigma}", noise, "coins") + 0.3
+
+
+@pytest.mark.parametrize("sigma", [25, 50])
+def test_blind_cnn_policy_beats_the_blind_policy_of_the_papers_actions(sigma):
+    """Beyond the paper: the blind policy with our four Gaussian estimates restores better than ``gaussian-blind``
+    (measured on coins at σ 15 / 25 / 50: +0.07 / +0.78 / +1.43 dB), taking an estimate at the first step."""
+    noise = NoiseModel(sigma=float(sigma))
+    _, noisy = _sample("coins", noise)
+    policy = api.load_policy("gaussian-blind-cnn")
+    assert policy.action_set.name == "denoise-cnn-15-25-50-blind"
+    result = api.restore(noisy, policy, device="cpu", intensity_range=(0, 1))
+    assert np.mean(result.actions[0] >= 9) > 0.9  # one of the four estimates, named in the map
+    assert _gain("gaussian-blind-cnn", noise, "coins") > _gain("gaussian-blind", noise, "coins") + 0.3
 
 
 def test_poisson_gaussian_cnn_policy_beats_the_papers_actions():
