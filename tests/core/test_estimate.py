@@ -149,4 +149,5 @@ def test_the_levels_set_offers_each_gaussian_estimate_in_its_own_colour():
     for action in levels.actions[9:]:  # each estimate is the one of its own single-estimate set
         alone = get_action_set(f"denoise-cnn-{action.name.split()[-1].removeprefix('sigma=')}").actions[-1]
         torch.testing.assert_close(action.apply(image), alone.apply(image), rtol=0, atol=0)
+        assert action.color == alone.color  # one colour per denoiser in every set
     assert levels.radius == CNN.radius

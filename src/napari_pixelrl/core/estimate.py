@@ -84,8 +84,9 @@ class CNNEstimate:
         return estimate
 
 
-_COLORS = {15: (158, 218, 229), 25: (23, 190, 207), 50: (0, 105, 125), "blind": (255, 200, 0)}
-"""Action-map colours of the estimates, distinct within :func:`cnn_levels_action_set`; other kinds take cyan."""
+_COLORS = {"15": (158, 218, 229), "25": (23, 190, 207), "50": (0, 105, 125), "blind": (255, 200, 0)}
+"""Action-map colours of the estimates (by ``str(noise)``: one colour per denoiser in every set, distinct within
+:func:`cnn_levels_action_set`); other kinds take the σ = 25 one's cyan."""
 
 
 def _trained_for(noise: int | str) -> str:
@@ -109,7 +110,7 @@ def estimate_action(noise: int | str, path: str | Path | None = None) -> Action:
     path = Path(path) if path is not None else ESTIMATORS_DIR / f"trunk-{noise}.safetensors"
     what = f"sigma={noise}" if str(noise).isdigit() else str(noise)
     estimate = CNNEstimate(path, impulses_only=noise == "salt-and-pepper")
-    return Action(f"cnn estimate {what}", estimate, _COLORS.get(noise, _COLORS[25]))
+    return Action(f"cnn estimate {what}", estimate, _COLORS.get(str(noise), _COLORS["25"]))
 
 
 def _estimate_set(name: str, estimates: tuple[Action, ...], trained_for: str) -> ActionSet:
