@@ -42,9 +42,29 @@ PAPER_PIXELRL = {15: 31.40, 25: 28.85, 50: 25.88}  # the paper's table (convGRU 
 
 Method = Callable[[np.ndarray], np.ndarray]
 
+DIFFERENCES = (
+    ("ours − BM3D", "ours", "BM3D"),
+    ("ours − release", "ours", "release"),
+    ("blind − ours", "ours blind", "ours"),
+    ("ours+cnn − BM3D", "ours+cnn", "BM3D"),
+    ("ours+cnn − cnn alone", "ours+cnn", "cnn estimate alone"),
+    ("blind+cnn − BM3D", "blind+cnn", "BM3D"),
+    ("blind+cnn − ours+cnn", "blind+cnn", "ours+cnn"),
+    ("blind+cnn − blind cnn alone", "blind+cnn", "blind cnn estimate alone"),
+)
+"""Columns ``a − b`` (dB) printed where both methods ran."""
+
 
 def _policy_method(policy: api.Policy, precision: str = "float32") -> Method:
     return lambda x: api.restore(x, policy, device="cpu", intensity_range=(0, 1), precision=precision).image
+
+
+def _optional_policy(name: str) -> api.Policy | None:
+    """The policy ``name`` (a shipped name or a path), or ``None`` where there is none."""
+    try:
+        return api.load_policy(name)
+    except CheckpointError:
+        return None
 
 
 def methods_for(sigma: float, args: argparse.Namespace) -> dict[str, Method]:
@@ -53,19 +73,13 @@ def methods_for(sigma: float, args: argparse.Namespace) -> dict[str, Method]:
         "ours": _policy_method(api.load_policy(args.ours.format(sigma=f"{sigma:g}"))),
         "ours blind": _policy_method(api.load_policy(args.blind)),
     }
-    try:
-        cnn = api.load_policy(args.cnn.format(sigma=f"{sigma:g}"))
-    except CheckpointError:
-        cnn = None  # none shipped for this σ and none given
+    cnn = _optional_policy(args.cnn.format(sigma=f"{sigma:g}"))  # None: none shipped for this σ and none given
     if cnn is not None:
         if cnn.action_set is not get_action_set(f"denoise-cnn-{sigma:g}"):
             raise SystemExit(f"--cnn: {args.cnn} is a policy of {cnn.action_set.name!r}, not denoise-cnn-{sigma:g}")
         methods["ours+cnn"] = _policy_method(cnn)
         methods["cnn estimate alone"] = estimate_alone(cnn)
-    try:
-        blind_cnn = api.load_policy(args.blind_cnn)
-    except CheckpointError:
-        blind_cnn = None
+    blind_cnn = _optional_policy(args.blind_cnn)
     if blind_cnn is not None:
         methods["blind+cnn"] = _policy_method(blind_cnn)
         methods["blind cnn estimate alone"] = estimate_alone(blind_cnn)
@@ -118,17 +132,7 @@ def main() -> None:
         psnrs = {name: value[0] for name, value in r.items()}
         cells = {f"{name} (dB)": f"{value:.2f}" for name, value in psnrs.items()}
         cells["paper's PixelRL (dB)"] = f"{PAPER_PIXELRL.get(int(sigma), float('nan')):.2f}"
-        differences = (
-            ("ours − BM3D", "ours", "BM3D"),
-            ("ours − release", "ours", "release"),
-            ("blind − ours", "ours blind", "ours"),
-            ("ours+cnn − BM3D", "ours+cnn", "BM3D"),
-            ("ours+cnn − cnn alone", "ours+cnn", "cnn estimate alone"),
-            ("blind+cnn − BM3D", "blind+cnn", "BM3D"),
-            ("blind+cnn − ours+cnn", "blind+cnn", "ours+cnn"),
-            ("blind+cnn − blind cnn alone", "blind+cnn", "blind cnn estimate alone"),
-        )
-        for column, a, b in differences:
+        for column, a, b in DIFFERENCES:
             if a in psnrs and b in psnrs:
                 cells[column] = f"{psnrs[a] - psnrs[b]:+.2f}"
         if "release bf16" in psnrs:
