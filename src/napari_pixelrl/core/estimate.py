@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .actions import DENOISE, Action, ActionSet, register_action_set
+from .actions import DENOISE, Action, ActionSet, get_action_set, register_action_set
 from .config import ModelConfig
 from .model import PixelRLNet, denoised
 
@@ -114,13 +114,14 @@ def estimate_action(noise: int | str, path: str | Path | None = None) -> Action:
 
 
 def _estimate_set(name: str, estimates: tuple[Action, ...], trained_for: str) -> ActionSet:
+    plural = "s" if len(estimates) > 1 else ""
     return ActionSet(
         name=name,
         version=1,
         actions=(*DENOISE.actions, *estimates),
         radius=max(DENOISE.radius, estimate_radius(ModelConfig())),
-        description=f"the paper's nine denoising actions and the estimate{'s' * (len(estimates) > 1)} of our "
-        f"{trained_for} CNN denoiser{'s' * (len(estimates) > 1)} (beyond the paper)",
+        description=f"the paper's nine denoising actions and the estimate{plural} of our {trained_for} CNN "
+        f"denoiser{plural} (beyond the paper)",
     )
 
 
@@ -151,11 +152,13 @@ def cnn_levels_action_set(noises: tuple[int | str, ...] = LEVELS) -> ActionSet:
     Parameters
     ----------
     noises : tuple of int or str
-        The denoisers (:func:`estimate_action`), in channel order after the paper's nine; they name the set.
+        The denoisers, in channel order after the paper's nine; they name the set. Each estimate is the action of
+        the registered one-estimate set ``denoise-cnn-<noise>``, so both sets share one loaded copy of each denoiser.
     """
     name = "denoise-cnn-" + "-".join(str(noise) for noise in noises)
     trained_for = ", ".join(_trained_for(noise) for noise in noises)
-    return _estimate_set(name, tuple(estimate_action(noise) for noise in noises), trained_for)
+    estimates = tuple(get_action_set(f"denoise-cnn-{noise}").actions[-1] for noise in noises)
+    return _estimate_set(name, estimates, trained_for)
 
 
 for _file in sorted(ESTIMATORS_DIR.glob("trunk-*.safetensors")):
