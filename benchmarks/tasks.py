@@ -3,7 +3,8 @@ run.
 
 * Salt-and-pepper noise at densities 0.1 / 0.5 / 0.9: our blind ``salt-and-pepper`` policy against 3x3 and 5x5
   median filters and the adaptive median filter (windows up to 7x7 and up to 15x15).
-* Overlaid text (blind restoration): our ``text-removal`` policy, which does not get the mask, against
+* Overlaid text (blind restoration): our ``text-removal`` policy (and ``text-removal-cnn``, beyond the paper), which
+  does not get the mask, against
   scikit-image's biharmonic inpainting *given the true mask* and a 5x5 median filter (blind).
 * Faded colours (RGB): our ``fading`` policy against auto levels (per channel, and one stretch for all channels)
   on two scikit-image photographs that its training never used, at several strengths (8-bit faded input).
@@ -15,9 +16,10 @@ SSIM, averaged over the images; seconds per image on this machine.
     python benchmarks/tasks.py                                 # both tasks, all 68 images
     python benchmarks/tasks.py --task text --limit 5
     python benchmarks/tasks.py --salt-and-pepper runs/salt-and-pepper/policy.safetensors   # a policy not shipped
+    python benchmarks/tasks.py --task text --text text-removal text-removal-cnn --text-densities 0.15
 
-Salt-and-pepper columns are named by the policies' names; beside a policy with our CNN estimate as a tenth action
-(beyond the paper; core/estimate.py) comes that estimate alone (the action taken once by every pixel).
+Salt-and-pepper and text columns are named by the policies' names; beside a policy with our CNN estimate as a tenth
+action (beyond the paper; core/estimate.py) comes that estimate alone (the action taken once by every pixel).
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ def salt_and_pepper(args: argparse.Namespace, files: list) -> None:
 
 def text(args: argparse.Namespace, files: list) -> None:
     methods: dict[str, Method] = {
-        "ours (blind)": _policy(args.text),
+        **_policies(args.text),
         "biharmonic (true mask)": lambda x, mask: inpaint_biharmonic(x, mask, split_into_regions=True),
         "median 5x5 (blind)": lambda x, mask: median_filter(x, 5),
     }
@@ -116,7 +118,7 @@ def text(args: argparse.Namespace, files: list) -> None:
 
     print(
         f"\nOverlaid text, font {args.font_size[0]:g}-{args.font_size[1]:g} px, BSD68 ({len(files)} images), "
-        f"seed {args.seed}, policy {args.text}"
+        f"seed {args.seed}, policies {', '.join(args.text)} (blind)"
     )
     table(methods, {f"text covering {d:.0%}": at(d) for d in args.text_densities}, files, args.seed)
 
@@ -153,7 +155,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
     parser.add_argument("--salt-and-pepper", nargs="+", default=["salt-and-pepper"], help="policy names or paths")
     parser.add_argument("--densities", type=float, nargs="+", default=[0.1, 0.5, 0.9])
-    parser.add_argument("--text", default="text-removal", help="policy name or path")
+    parser.add_argument("--text", nargs="+", default=["text-removal"], help="policy names or paths")
     parser.add_argument("--text-densities", type=float, nargs="+", default=[0.1, 0.2])
     parser.add_argument("--font-size", type=float, nargs=2, default=[10, 20])
     parser.add_argument("--fading", default="fading", help="policy name or path")

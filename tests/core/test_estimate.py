@@ -126,7 +126,7 @@ def test_every_shipped_estimator_is_a_denoiser_of_its_sigma(sigma):
     assert record.noise_model.sigma == sigma
 
 
-@pytest.mark.parametrize("kind", ["salt-and-pepper", "poisson-gaussian"])
+@pytest.mark.parametrize("kind", ["salt-and-pepper", "poisson-gaussian", "text"])
 def test_the_estimators_for_other_noises_were_trained_on_that_noise(kind):
     record = load_checkpoint(ESTIMATORS_DIR / f"trunk-{kind}.safetensors")
     assert record.training["stages"][-1]["objective"] == "denoiser"

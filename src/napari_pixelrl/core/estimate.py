@@ -89,10 +89,14 @@ _COLORS = {"15": (158, 218, 229), "25": (23, 190, 207), "50": (0, 105, 125), "bl
 :func:`cnn_levels_action_set`); other kinds take the σ = 25 one's cyan."""
 
 
+_TRAINED_FOR = {"blind": "blind Gaussian (σ 5-55)", "text": "overlaid-text"}
+"""How a set's description names a denoiser trained for something other than one σ or one noise kind."""
+
+
 def _trained_for(noise: int | str) -> str:
     if str(noise).isdigit():
         return f"σ={noise}"
-    return "blind Gaussian (σ 5-55)" if noise == "blind" else f"{noise} noise"
+    return _TRAINED_FOR.get(str(noise), f"{noise} noise")
 
 
 def estimate_action(noise: int | str, path: str | Path | None = None) -> Action:
@@ -102,8 +106,8 @@ def estimate_action(noise: int | str, path: str | Path | None = None) -> Action:
     ----------
     noise : int or str
         What the denoiser was trained for: a Gaussian σ (0-255 scale, e.g. ``25``), ``"blind"`` (Gaussian σ 5-55) or
-        a noise kind (e.g. ``"salt-and-pepper"``). For ``"salt-and-pepper"`` the estimate replaces only the pixels
-        at an impulse value (``CNNEstimate(impulses_only=True)``).
+        a noise kind (e.g. ``"salt-and-pepper"``, ``"text"``). For ``"salt-and-pepper"`` the estimate replaces only
+        the pixels at an impulse value (``CNNEstimate(impulses_only=True)``).
     path : path-like, optional
         The denoiser's checkpoint; default ``ESTIMATORS_DIR / f"trunk-{noise}.safetensors"``.
     """
