@@ -32,6 +32,7 @@ SHIPPED = (
     "salt-and-pepper",
     "salt-and-pepper-cnn",
     "text-removal",
+    "text-removal-cnn",
     "fading",
 )
 STEPS = {"text-removal": 15, "fading": 10}  # the paper's episode lengths for text and colour; 5 for the others
@@ -171,6 +172,16 @@ def test_text_removal_policy_removes_text_better_than_a_median_filter():
     noise = NoiseModel(kind="text", density=0.15)
     gain = _gain("text-removal", noise, "coins")
     assert gain > 2.0 and gain > _best_median_gain(noise, "coins") + 0.3
+
+
+def test_text_removal_cnn_policy_beats_the_papers_actions_by_far():
+    """Beyond the paper: with our overlaid-text trunk's estimate as a tenth action (5 steps instead of 15) the blind
+    policy removes text far better than ``text-removal`` (measured on coins at 15% cover: +10.34 against +3.03 dB;
+    the best median +2.07)."""
+    noise = NoiseModel(kind="text", density=0.15)
+    policy = api.load_policy("text-removal-cnn")
+    assert policy.action_set.name == "denoise-cnn-text" and policy.action_set.names[-1] == "cnn estimate text"
+    assert _gain("text-removal-cnn", noise, "coins") > _gain("text-removal", noise, "coins") + 3.0
 
 
 def test_fading_policy_restores_faded_colours_better_than_auto_levels():
