@@ -16,6 +16,8 @@ from napari_pixelrl.core.model import PixelRLNet
 from napari_pixelrl.core.rollout import choose_actions
 from napari_pixelrl.core.trainer import (
     Trainer,
+    crop_weights,
+    denoiser_loss,
     discounted_returns,
     episode_loss,
     from_denoiser,
@@ -311,6 +313,29 @@ def test_resume_with_another_configuration_is_refused(image_folder, tmp_path):
     list(Trainer(tiny_config(image_folder, episodes=1), tmp_path / "run").run())
     with pytest.raises(ValueError, match="lr differ"):
         Trainer(tiny_config(image_folder, episodes=1, lr=0.5), tmp_path / "run")
+
+
+def test_psnr_weighted_denoiser_loss_weighs_each_crops_error_by_one_over_its_noise():
+    """A blind trunk trained on the plain mean squared error learns mostly the high noise levels; with
+    ``crop_weights="psnr"`` each crop's squared error counts ``(1 / e_b) / mean(1 / e_b)`` (e_b: its noise power)."""
+    rng = np.random.default_rng(0)
+    clean = skdata.camera()[:96, :96].reshape(1, 96, 96).astype(np.float32) / 255
+    clean = np.stack([clean[:, :32, :32], clean[:, 32:64, 32:64], clean[:, 64:, 64:]])
+    noisy = clean + rng.normal(size=clean.shape).astype(np.float32) * np.array([0.02, 0.1, 0.2]).reshape(3, 1, 1, 1)
+    noisy = noisy.astype(np.float32)
+    error = (255 * (clean - noisy) ** 2).mean(axis=(1, 2, 3))
+    expected_weights = (1 / error) / (1 / error).mean()
+    weights = crop_weights(torch.from_numpy(clean), torch.from_numpy(noisy), DENOISE)
+    np.testing.assert_allclose(weights.flatten().numpy(), expected_weights, rtol=1e-5)
+    model = PixelRLNet(ModelConfig(width=8)).eval()
+    with torch.no_grad():
+        per_crop = [
+            float(denoiser_loss(model, torch.from_numpy(c[None]), torch.from_numpy(n[None])))
+            for c, n in zip(clean, noisy, strict=True)
+        ]
+        weighted = float(denoiser_loss(model, torch.from_numpy(clean), torch.from_numpy(noisy), weights))
+    np.testing.assert_allclose(weighted, np.mean(expected_weights * np.array(per_crop)), rtol=1e-4)
+    assert expected_weights[0] > 20 * expected_weights[2]
 
 
 def test_denoiser_warm_start_learns_and_converts_to_a_policy(image_folder, tmp_path):

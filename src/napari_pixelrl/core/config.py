@@ -273,7 +273,7 @@ class TrainConfig:
     """How the crops of a batch share the policy term: ``"equal"`` (the paper: the mean over all pixels, so crops
     with more error, e.g. higher noise, weigh more) or ``"psnr"`` (each crop weighted by one over its initial mean
     error, normalised to mean 1 over the batch: the gradient of the mean PSNR, so that a blind policy learns low
-    noise levels as well as high ones)."""
+    noise levels as well as high ones; in a ``"denoiser"`` stage it weights each crop's squared error)."""
     gamma: float = 0.95
     """Discount γ."""
     entropy_beta: float = 0.01

@@ -16,7 +16,8 @@ one when asked (``TrainConfig.objective``): the exact expected one-step reward, 
 and ``"pathwise"``: that expected reward plus the later steps' error, backpropagated through the rollout's
 actions (:func:`straight_through_step`);
 a ``"denoiser"`` stage trains the trunk as a residual denoiser to start from. ``crop_weights="psnr"``
-weights each crop's policy term by one over its initial error (:func:`crop_weights`).
+weights each crop's policy term (a denoiser stage: its squared error) by one over its initial error
+(:func:`crop_weights`).
 """
 
 from __future__ import annotations
@@ -307,9 +308,12 @@ def _imitation_term(
     return -chosen * (stakes / mean.clamp_min(1e-12))
 
 
-def denoiser_loss(model: PixelRLNet, clean: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
-    """Warm-start loss: trunk → value branch → value head predicts the noise; mean squared error of the result."""
-    return ((denoised(model, noisy) - clean) ** 2).mean()
+def denoiser_loss(
+    model: PixelRLNet, clean: torch.Tensor, noisy: torch.Tensor, weights: torch.Tensor | float = 1.0
+) -> torch.Tensor:
+    """Warm-start loss: trunk → value branch → value head predicts the noise; mean squared error of the result,
+    each crop's squared error times its weight (``(B, 1, 1, 1)``, e.g. :func:`crop_weights`; 1: the plain mean)."""
+    return (((denoised(model, noisy) - clean) ** 2) * weights).mean()
 
 
 def from_denoiser(model: PixelRLNet, seed: int = 0) -> PixelRLNet:
@@ -511,9 +515,11 @@ class Trainer:
         clean, noisy = self._tensor(target_np[self.rows]), self._tensor(noisy_np[self.rows])
         self.optimizer.zero_grad(set_to_none=True)
         if cfg.objective == "denoiser":
+            psnr_weights = cfg.crop_weights == "psnr"
+            weights = crop_weights(clean, noisy, self.action_set, self.replicas) if psnr_weights else 1.0
             with network_autocast(self.device, self.network_dtype):
-                loss = denoiser_loss(self.model, clean, noisy)
-            mse, initial = float(loss.detach()), float(((noisy - clean) ** 2).mean())
+                loss = denoiser_loss(self.model, clean, noisy, weights)
+            mse, initial = float(loss.detach()), float(((noisy - clean) ** 2 * weights).mean())
             result = EpisodeLoss(loss, 0.0, mse, 0.0, 255.0 * (initial - mse), torch.zeros(len(self.action_set)))
         else:
             result = episode_loss(
