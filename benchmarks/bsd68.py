@@ -127,6 +127,9 @@ def main() -> None:
     for sigma in args.sigmas:
         methods = methods_for(sigma, args)
         if args.only:
+            unknown = sorted(set(args.only) - set(methods))
+            if unknown:
+                raise SystemExit(f"--only: no method {unknown} at σ {sigma:g}; the methods are {sorted(methods)}")
             methods = {name: method for name, method in methods.items() if name in args.only}
         r = run(methods, sigma, files, args.seed)
         psnrs = {name: value[0] for name, value in r.items()}

@@ -81,11 +81,16 @@ def _sample(image: str, noise: NoiseModel) -> tuple[np.ndarray, np.ndarray]:
     return clean, degrade(clean, noise, np.random.default_rng(0))
 
 
+def _restore(policy_name: str, noise: NoiseModel, image: str) -> tuple[float, api.Restoration]:
+    """PSNR gain (dB) of a shipped policy on a bundled sample image, and its restoration (action maps included)."""
+    clean, noisy = _sample(image, noise)
+    result = api.restore(noisy, api.load_policy(policy_name), device="cpu", intensity_range=(0, 1))
+    return psnr(result.image, clean) - psnr(noisy, clean), result
+
+
 def _gain(policy_name: str, noise: NoiseModel, image: str) -> float:
     """PSNR gain (dB) of a shipped policy on a bundled sample image."""
-    clean, noisy = _sample(image, noise)
-    restored = api.restore(noisy, api.load_policy(policy_name), device="cpu", intensity_range=(0, 1)).image
-    return psnr(restored, clean) - psnr(noisy, clean)
+    return _restore(policy_name, noise, image)[0]
 
 
 def _best_blur_gain(noise: NoiseModel, image: str) -> float:
@@ -116,12 +121,11 @@ def test_cnn_policy_takes_the_estimate_first_and_beats_the_papers_actions(sigma)
     """Beyond the paper: with the trunk's estimate as a tenth action the policy restores a bundled sample better
     than the policy of the paper's nine actions (measured on coins at σ 25: 28.01 against 27.31 dB)."""
     noise = NoiseModel(sigma=float(sigma))
-    _, noisy = _sample("coins", noise)
     policy = api.load_policy(f"gaussian-{sigma}-cnn")
     assert policy.action_set.name == f"denoise-cnn-{sigma}"
-    result = api.restore(noisy, policy, device="cpu", intensity_range=(0, 1))
+    gain, result = _restore(f"gaussian-{sigma}-cnn", noise, "coins")
     assert np.mean(result.actions[0] == len(policy.action_set) - 1) > 0.9  # the estimate, named in the map
-    assert _gain(f"gaussian-{sigma}-cnn", noise, "coins") > _gain(f"gaussian-{sigma}", noise, "coins") + 0.3
+    assert gain > _gain(f"gaussian-{sigma}", noise, "coins") + 0.3
 
 
 @pytest.mark.parametrize("sigma", [25, 50])
@@ -129,12 +133,10 @@ def test_blind_cnn_policy_beats_the_blind_policy_of_the_papers_actions(sigma):
     """Beyond the paper: the blind policy with our four Gaussian estimates restores better than ``gaussian-blind``
     (measured on coins at σ 15 / 25 / 50: +0.07 / +0.78 / +1.43 dB), taking an estimate at the first step."""
     noise = NoiseModel(sigma=float(sigma))
-    _, noisy = _sample("coins", noise)
-    policy = api.load_policy("gaussian-blind-cnn")
-    assert policy.action_set.name == "denoise-cnn-15-25-50-blind"
-    result = api.restore(noisy, policy, device="cpu", intensity_range=(0, 1))
+    assert api.load_policy("gaussian-blind-cnn").action_set.name == "denoise-cnn-15-25-50-blind"
+    gain, result = _restore("gaussian-blind-cnn", noise, "coins")
     assert np.mean(result.actions[0] >= 9) > 0.9  # one of the four estimates, named in the map
-    assert _gain("gaussian-blind-cnn", noise, "coins") > _gain("gaussian-blind", noise, "coins") + 0.3
+    assert gain > _gain("gaussian-blind", noise, "coins") + 0.3
 
 
 def test_poisson_gaussian_cnn_policy_beats_the_papers_actions():
