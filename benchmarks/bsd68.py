@@ -32,7 +32,6 @@ import numpy as np
 from _common import BSD68, RELEASE, estimate_alone, machine, timed
 
 from napari_pixelrl import api
-from napari_pixelrl.core.actions import get_action_set
 from napari_pixelrl.core.checkpoint import CheckpointError
 from napari_pixelrl.core.io import list_images, read_image
 from napari_pixelrl.core.metrics import psnr
@@ -75,7 +74,7 @@ def methods_for(sigma: float, args: argparse.Namespace) -> dict[str, Method]:
     }
     cnn = _optional_policy(args.cnn.format(sigma=f"{sigma:g}"))  # None: none shipped for this σ and none given
     if cnn is not None:
-        if cnn.action_set is not get_action_set(f"denoise-cnn-{sigma:g}"):
+        if cnn.action_set.name != f"denoise-cnn-{sigma:g}":
             raise SystemExit(f"--cnn: {args.cnn} is a policy of {cnn.action_set.name!r}, not denoise-cnn-{sigma:g}")
         methods["ours+cnn"] = _policy_method(cnn)
         methods["cnn estimate alone"] = estimate_alone(cnn)

@@ -9,7 +9,7 @@ Runs resume where they stopped (run the same command again). ``--ship`` copies `
 to ``src/napari_pixelrl/core/weights/<name>.safetensors``. The training record inside each policy (stages,
 configs, episodes, wall time, machine, seed, data fingerprint, source commit) says how it was made;
 ``recipes/README.md`` lists the recipes and their costs. The trunks that the ``*-cnn`` policies' tenth action
-runs ship in ``weights/estimators/trunk-<σ or noise kind>.safetensors``, copies of ``training/trunk-<...>``.
+runs ship in ``weights/estimators/trunk-<σ or noise kind>[.v<N>].safetensors``, copies of ``training/trunk-<...>``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from napari_pixelrl import api
 from napari_pixelrl.core.actions import DENOISE, get_action_set
 from napari_pixelrl.core.checkpoint import Policy, load_checkpoint, save_checkpoint
 from napari_pixelrl.core.config import ModelConfig, NoiseModel, TrainConfig
-from napari_pixelrl.core.estimate import ESTIMATORS_DIR, cnn_action_set, estimate_radius
+from napari_pixelrl.core.estimate import ESTIMATORS_DIR, cnn_action_set, estimate_radius, estimator_file
 from napari_pixelrl.core.io import write_tiff
 from napari_pixelrl.core.metrics import psnr
 from napari_pixelrl.core.model import PixelRLNet
@@ -29,6 +29,15 @@ def test_a_cnn_set_for_another_noise_kind_is_named_by_the_kind():
     assert action_set.name == "denoise-cnn-salt-and-pepper" and action_set.version == 1
     assert action_set.names == [*DENOISE.names, "cnn estimate salt-and-pepper"]
     assert "salt-and-pepper noise" in action_set.description
+
+
+def test_a_new_denoiser_for_a_noise_is_a_new_version_of_its_set_beside_the_old():
+    assert estimator_file(15) == ESTIMATORS_DIR / "trunk-15.safetensors"
+    assert estimator_file("blind", 2) == ESTIMATORS_DIR / "trunk-blind.v2.safetensors"
+    other = cnn_action_set(15, ESTIMATORS_DIR / "trunk-25.safetensors", version=7)
+    assert (other.name, other.version, other.names) == ("denoise-cnn-15", 7, get_action_set("denoise-cnn-15").names)
+    image = torch.rand(1, 1, 36, 36, generator=torch.Generator().manual_seed(6))
+    torch.testing.assert_close(other.actions[-1].apply(image), CNN.actions[-1].apply(image), rtol=0, atol=0)
 
 
 def test_the_salt_and_pepper_estimate_replaces_only_impulse_valued_pixels():
@@ -126,6 +135,14 @@ def test_every_shipped_estimator_is_a_denoiser_of_its_sigma(sigma):
     assert record.noise_model.sigma == sigma
 
 
+def test_the_second_sigma_15_estimator_continues_the_first_and_serves_the_shipped_policy():
+    first, second = (load_checkpoint(estimator_file(15, version)) for version in (1, 2))
+    assert second.training["stages"][:-1] == first.training["stages"]  # one more denoiser stage at σ = 15
+    assert second.training["stages"][-1]["objective"] == "denoiser" and second.noise_model.sigma == 15
+    assert get_action_set("denoise-cnn-15").version == 2  # the latest, what new recipes train with
+    assert api.load_policy("gaussian-15-cnn").action_set is get_action_set("denoise-cnn-15", 2)
+
+
 @pytest.mark.parametrize("kind", ["salt-and-pepper", "poisson-gaussian", "text"])
 def test_the_estimators_for_other_noises_were_trained_on_that_noise(kind):
     record = load_checkpoint(ESTIMATORS_DIR / f"trunk-{kind}.safetensors")
@@ -146,8 +163,8 @@ def test_the_levels_set_offers_each_gaussian_estimate_in_its_own_colour():
     assert levels.names == [*DENOISE.names, *(f"cnn estimate sigma={s}" for s in (15, 25, 50)), "cnn estimate blind"]
     assert len({action.color for action in levels.actions}) == len(levels) == 13
     image = torch.rand(1, 1, 36, 36, generator=torch.Generator().manual_seed(5))
-    for action in levels.actions[9:]:  # each estimate is the one of its own single-estimate set
-        alone = get_action_set(f"denoise-cnn-{action.name.split()[-1].removeprefix('sigma=')}").actions[-1]
+    for action in levels.actions[9:]:  # each estimate is v1 of its own single-estimate set (trained with)
+        alone = get_action_set(f"denoise-cnn-{action.name.split()[-1].removeprefix('sigma=')}", 1).actions[-1]
         torch.testing.assert_close(action.apply(image), alone.apply(image), rtol=0, atol=0)
         assert action.color == alone.color  # one colour per denoiser in every set
     assert levels.radius == CNN.radius

@@ -16,6 +16,7 @@ the first time the action runs. These sets are shipped beside the paper's ``deno
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -33,11 +34,31 @@ __all__ = [
     "cnn_levels_action_set",
     "estimate_action",
     "estimate_radius",
+    "estimator_file",
 ]
 
 ESTIMATORS_DIR = Path(__file__).parent / "weights" / "estimators"
 """Shipped denoisers: ``trunk-<σ>.safetensors`` and ``trunk-<noise kind>.safetensors``, made by
-``recipes/trunk-<σ>.json`` and ``recipes/trunk-<noise kind>.json``."""
+``recipes/trunk-<σ>.json`` and ``recipes/trunk-<noise kind>.json``; a later, better denoiser for the same noise
+ships beside the first as ``trunk-<noise>.v<N>.safetensors`` (:func:`estimator_file`)."""
+
+
+def estimator_file(noise: int | str, version: int = 1) -> Path:
+    """The shipped denoiser behind version ``version`` of the set ``denoise-cnn-<noise>``.
+
+    Version 1 is ``trunk-<noise>.safetensors``; version ``N > 1`` is ``trunk-<noise>.v<N>.safetensors``. A new
+    denoiser changes what the action does, so it comes as a new version of the set beside the old one: policies
+    trained with the old denoiser keep loading and running with it.
+    """
+    return ESTIMATORS_DIR / (f"trunk-{noise}.safetensors" if version == 1 else f"trunk-{noise}.v{version}.safetensors")
+
+
+def _parse_estimator_file(path: Path) -> tuple[str, int]:
+    """``trunk-15.safetensors`` → ``("15", 1)``, ``trunk-15.v2.safetensors`` → ``("15", 2)``."""
+    match = re.fullmatch(r"trunk-(.+?)(?:\.v(\d+))?", path.stem)
+    if match is None:
+        raise ValueError(f"{path.name} is not named trunk-<noise>[.v<N>].safetensors")
+    return match[1], int(match[2] or 1)
 
 
 def estimate_radius(config: ModelConfig) -> int:
@@ -109,19 +130,19 @@ def estimate_action(noise: int | str, path: str | Path | None = None) -> Action:
         a noise kind (e.g. ``"salt-and-pepper"``, ``"text"``). For ``"salt-and-pepper"`` the estimate replaces only
         the pixels at an impulse value (``CNNEstimate(impulses_only=True)``).
     path : path-like, optional
-        The denoiser's checkpoint; default ``ESTIMATORS_DIR / f"trunk-{noise}.safetensors"``.
+        The denoiser's checkpoint; default ``estimator_file(noise)``.
     """
-    path = Path(path) if path is not None else ESTIMATORS_DIR / f"trunk-{noise}.safetensors"
+    path = Path(path) if path is not None else estimator_file(noise)
     what = f"sigma={noise}" if str(noise).isdigit() else str(noise)
     estimate = CNNEstimate(path, impulses_only=noise == "salt-and-pepper")
     return Action(f"cnn estimate {what}", estimate, _COLORS.get(str(noise), _COLORS["25"]))
 
 
-def _estimate_set(name: str, estimates: tuple[Action, ...], trained_for: str) -> ActionSet:
+def _estimate_set(name: str, estimates: tuple[Action, ...], trained_for: str, version: int = 1) -> ActionSet:
     plural = "s" if len(estimates) > 1 else ""
     return ActionSet(
         name=name,
-        version=1,
+        version=version,
         actions=(*DENOISE.actions, *estimates),
         radius=max(DENOISE.radius, estimate_radius(ModelConfig())),
         description=f"the paper's nine denoising actions and the estimate{plural} of our {trained_for} CNN "
@@ -129,17 +150,20 @@ def _estimate_set(name: str, estimates: tuple[Action, ...], trained_for: str) ->
     )
 
 
-def cnn_action_set(noise: int | str, path: str | Path | None = None) -> ActionSet:
-    """The paper's nine denoising actions and the estimate of one of our trunks (``denoise-cnn-<noise>``, v1).
+def cnn_action_set(noise: int | str, path: str | Path | None = None, version: int = 1) -> ActionSet:
+    """The paper's nine denoising actions and the estimate of one of our trunks (``denoise-cnn-<noise>``).
 
     Parameters
     ----------
     noise : int or str
         What the denoiser was trained for (:func:`estimate_action`); names the set (``denoise-cnn-25``).
     path : path-like, optional
-        The denoiser's checkpoint; default ``ESTIMATORS_DIR / f"trunk-{noise}.safetensors"``.
+        The denoiser's checkpoint; default ``estimator_file(noise, version)``.
+    version : int
+        The set's version: one per shipped denoiser for ``noise`` (:func:`estimator_file`).
     """
-    return _estimate_set(f"denoise-cnn-{noise}", (estimate_action(noise, path),), _trained_for(noise))
+    path = path if path is not None else estimator_file(noise, version)
+    return _estimate_set(f"denoise-cnn-{noise}", (estimate_action(noise, path),), _trained_for(noise), version)
 
 
 LEVELS: tuple[int | str, ...] = (15, 25, 50, "blind")
@@ -157,15 +181,17 @@ def cnn_levels_action_set(noises: tuple[int | str, ...] = LEVELS) -> ActionSet:
     ----------
     noises : tuple of int or str
         The denoisers, in channel order after the paper's nine; they name the set. Each estimate is the action of
-        the registered one-estimate set ``denoise-cnn-<noise>``, so both sets share one loaded copy of each denoiser.
+        version 1 of the registered one-estimate set ``denoise-cnn-<noise>`` (the denoisers ``gaussian-blind-cnn``
+        was trained with), so both sets share one loaded copy of each denoiser.
     """
     name = "denoise-cnn-" + "-".join(str(noise) for noise in noises)
     trained_for = ", ".join(_trained_for(noise) for noise in noises)
-    estimates = tuple(get_action_set(f"denoise-cnn-{noise}").actions[-1] for noise in noises)
+    estimates = tuple(get_action_set(f"denoise-cnn-{noise}", 1).actions[-1] for noise in noises)
     return _estimate_set(name, estimates, trained_for)
 
 
 for _file in sorted(ESTIMATORS_DIR.glob("trunk-*.safetensors")):
-    register_action_set(cnn_action_set(_file.stem.removeprefix("trunk-"), _file))
-if all((ESTIMATORS_DIR / f"trunk-{noise}.safetensors").is_file() for noise in LEVELS):
+    _noise, _version = _parse_estimator_file(_file)
+    register_action_set(cnn_action_set(_noise, _file, _version))
+if all(estimator_file(noise).is_file() for noise in LEVELS):
     register_action_set(cnn_levels_action_set())
