@@ -135,12 +135,13 @@ def test_every_shipped_estimator_is_a_denoiser_of_its_sigma(sigma):
     assert record.noise_model.sigma == sigma
 
 
-def test_the_second_sigma_15_estimator_continues_the_first_and_serves_the_shipped_policy():
-    first, second = (load_checkpoint(estimator_file(15, version)) for version in (1, 2))
-    assert second.training["stages"][:-1] == first.training["stages"]  # one more denoiser stage at σ = 15
-    assert second.training["stages"][-1]["objective"] == "denoiser" and second.noise_model.sigma == 15
-    assert get_action_set("denoise-cnn-15").version == 2  # the latest, what new recipes train with
-    assert api.load_policy("gaussian-15-cnn").action_set is get_action_set("denoise-cnn-15", 2)
+@pytest.mark.parametrize("sigma", [15, 25])
+def test_the_second_estimator_continues_the_first_and_serves_the_shipped_policy(sigma):
+    first, second = (load_checkpoint(estimator_file(sigma, version)) for version in (1, 2))
+    assert second.training["stages"][:-1] == first.training["stages"]  # one more denoiser stage at this σ
+    assert second.training["stages"][-1]["objective"] == "denoiser" and second.noise_model.sigma == sigma
+    assert get_action_set(f"denoise-cnn-{sigma}").version == 2  # the latest, what new recipes train with
+    assert api.load_policy(f"gaussian-{sigma}-cnn").action_set is get_action_set(f"denoise-cnn-{sigma}", 2)
 
 
 @pytest.mark.parametrize("kind", ["salt-and-pepper", "poisson-gaussian", "text"])
