@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from skimage import data as skdata
 
 from napari_pixelrl import api
@@ -44,6 +45,27 @@ def test_fine_tuning_raises_psnr_on_a_held_out_region(kind, scene, tmp_path):
     assert after > before + 1.5, (before, after)
     stage = tuned.training["stages"][-1]
     assert stage["data"]["kind"] == data.record()["kind"] and stage["episodes_done"] == 20
+
+
+def test_best_file_never_falls_below_the_start_and_follows_the_best_validated_episode(scene, tmp_path):
+    clean = scene[0]
+    data = api.clean_images([clean], NoiseModel(sigma=15.0), intensity_range=UNIT)  # the noise gaussian-15 suits
+    settings = {"episodes": 4, "batch_size": 4, "crop_size": 24, "validate_every": 2}
+    ruined = list(api.fine_tune("gaussian-15", data, tmp_path / "ruined", lr=1.0, **settings))  # Adam at lr 1
+    best = api.load_policy(api.best_policy_file(tmp_path / "ruined"))
+    start = api.load_policy("gaussian-15")
+    stage = best.training["stages"][-1]
+    assert stage["episodes_done"] == 0 and stage["validation_psnr"] > max(u.validation_psnr or 0 for u in ruined)
+    for key, value in start.model.state_dict().items():
+        assert torch.equal(best.model.state_dict()[key], value), key  # the start itself, not a trained copy
+    assert api.load_policy(tmp_path / "ruined" / "policy.safetensors").training["stages"][-1]["episodes_done"] == 4
+
+    unsuited = api.noisy_clean_pairs([(scene[1], scene[0])], intensity_range=UNIT)  # far more noise than σ = 15
+    improved = list(api.fine_tune("gaussian-15", unsuited, tmp_path / "improved", lr=1e-3, **settings))
+    scores = {u.episode: u.validation_psnr for u in improved if u.validation_psnr is not None}
+    kept = api.load_policy(api.best_policy_file(tmp_path / "improved")).training["stages"][-1]
+    assert kept["validation_psnr"] == max(scores.values()) and kept["episodes_done"] == max(scores, key=scores.get)
+    assert kept["episodes_done"] > 0  # an episode beat the start, which the file held first
 
 
 def test_minutes_alone_plan_the_episodes_and_a_rerun_resumes(scene, tmp_path, monkeypatch):

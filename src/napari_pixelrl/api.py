@@ -16,6 +16,7 @@ import shutil
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from .core.checkpoint import (
     import_chainer_npz,
     load_checkpoint,
     read_header,
+    save_checkpoint,
     write_atomically,
 )
 from .core.config import PRECISIONS, TASKS, InferenceConfig, NoiseModel, TrainConfig
@@ -58,6 +60,7 @@ __all__ = [
     "PrecisionWarning",
     "Restoration",
     "RestoreProgress",
+    "best_policy_file",
     "check_image",
     "check_noise",
     "clean_images",
@@ -643,6 +646,11 @@ def fine_tune(
     decays over the run; with neither, 200 episodes; the last finished episode is always saved to
     ``run_dir/policy.safetensors`` (loadable with :func:`load_policy`). The same call on the same folder resumes.
 
+    Fine-tuning can also make a policy worse on your data (too few images, a learning rate too high for a policy
+    that already suits them). So the starting policy is scored on the held-out crops first, and
+    ``run_dir/best.safetensors`` always holds the best of it and every validated episode: a copy of the start
+    (a record of 0 episodes) until an episode scores higher there. :func:`best_policy_file` names the file to use.
+
     Parameters
     ----------
     policy : Policy or str
@@ -709,15 +717,49 @@ def fine_tune(
     )
     description = f"{start.name} fine-tuned on {record.get('kind', 'your data')}"
     trainer = Trainer(config, run_dir, initial=start, name=name, description=description, data=data)
+    best = _floor_at_start(trainer)
     began = time.perf_counter()  # minutes count from this call, also when it resumes an earlier run
     run = trainer.run()
     try:
         for update in run:
+            score = update.validation_psnr
+            if best is not None and update.checkpoint and score is not None and score > best:
+                best = score
+                write_atomically(trainer.run_dir / BEST_FILE, partial(shutil.copyfile, update.checkpoint))
             yield update
             if minutes is not None and time.perf_counter() - began >= 60.0 * minutes:
                 break
     finally:
         run.close()  # checkpoints the last finished episode
+
+
+BEST_FILE = "best.safetensors"
+"""Where :func:`fine_tune` keeps the best policy on the held-out crops, the starting one included."""
+
+
+def _floor_at_start(trainer: Trainer) -> float | None:
+    """Held-out PSNR of the best policy so far in ``trainer``'s folder, writing the start there on a new run.
+
+    ``None`` when the run does not validate (no held-out crops, or ``validate_every=0``): nothing to compare.
+    """
+    best_file = trainer.run_dir / BEST_FILE
+    if best_file.exists():
+        return read_header(best_file)["training"]["stages"][-1]["validation_psnr"]
+    if not trainer.config.validate_every or not trainer.validation or trainer.episode > 0:
+        return None
+    trainer.last_validation = score = trainer.validate()
+    trainer.run_dir.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(trainer.policy(), best_file)
+    trainer.last_validation = None  # the start's score belongs to best.safetensors, not to the trained policy
+    return score
+
+
+def best_policy_file(run_dir: str | os.PathLike[str]) -> Path:
+    """The policy of a :func:`fine_tune` run to use: ``best.safetensors`` (the best on the held-out crops, the
+    starting policy included) where the run kept one, else the last episode's ``policy.safetensors`` (missing
+    while no episode has finished)."""
+    best, last = Path(run_dir) / BEST_FILE, Path(run_dir) / POLICY_FILE
+    return best if best.exists() and last.exists() else last
 
 
 def episodes_in(minutes: float, seconds_per_episode: float) -> int:

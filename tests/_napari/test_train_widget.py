@@ -106,10 +106,12 @@ def test_training_end_to_end_draws_curves_previews_and_offers_the_policy_to_rest
     expected = api.restore(noisy, api.load_policy(policy_file), intensity_range=full_range)
     np.testing.assert_allclose(preview.data, expected.image, atol=1e-4)
     np.testing.assert_allclose(preview.contrast_limits, viewer.layers["noisy 1"].contrast_limits)  # no own stretch
-    assert restore_panel.policy_box.findData(str(policy_file.resolve())) >= 0  # offered for restoring at once
+    kept = api.best_policy_file(tmp_path / "run")  # the best on the held-out region, the start included
+    assert kept.name == "best.safetensors" and "held-out region" in widget.status.text()
+    assert restore_panel.policy_box.findData(str(kept.resolve())) >= 0  # offered for restoring at once
     assert widget.save_button.isEnabled()
     copy = widget.save_policy(tmp_path / "mine.safetensors")
-    assert api.load_policy(copy).training["stages"][-1]["episodes_done"] == 12
+    assert api.load_policy(copy).training == api.load_policy(kept).training
 
 
 def test_cancel_stops_after_an_episode_and_keeps_the_policy(viewer, qtbot, scene, tmp_path):

@@ -40,6 +40,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..api import (
+    BEST_FILE,
+    best_policy_file,
     clean_images,
     default_intensity_range,
     episodes_for_minutes,
@@ -52,10 +54,11 @@ from ..api import (
     noisy_pairs,
     restore,
 )
+from ..core.checkpoint import read_header
 from ..core.config import RGB_TASKS, NoiseModel
 from ..core.noise import degrade_image
 from ..core.sources import TrainingData
-from ..core.trainer import POLICY_FILE, TrainUpdate
+from ..core.trainer import TrainUpdate
 from .curves import CurvePlot
 from .layers import layer_image
 from .pickers import SESSION_POLICIES, LayerPicker, PolicyPicker, TaskPicker, available_devices, is_image
@@ -146,7 +149,7 @@ def _fine_tune_in_background(
                 yield TrainProgress(update, restored)
                 if stop.is_set():
                     break
-        return run_dir / POLICY_FILE
+        return best_policy_file(run_dir)
     except USER_ERRORS as err:
         return Failed(str(err))
 
@@ -594,8 +597,17 @@ class TrainWidget(QWidget):
         self._result = result
         SESSION_POLICIES.add(result)
         done = "stopped" if self._stop.is_set() else "finished"
-        self.status.setText(f"{done}; the policy is in {result} and listed in the Restore panel")
-        show_info(f"PixelRL: training {done}; policy saved to {result}")
+        kept = ""
+        if result.name == BEST_FILE:  # the best on the held-out region, which may be the starting policy
+            stage = read_header(result)["training"]["stages"][-1]
+            kept = (
+                " (no episode beat the starting policy on the held-out region: it is kept unchanged)"
+                if stage["episodes_done"] == 0
+                else f" (episode {stage['episodes_done']}, the best on the held-out region: "
+                f"{stage['validation_psnr']:.2f} dB)"
+            )
+        self.status.setText(f"{done}; the policy{kept} is in {result} and listed in the Restore panel")
+        show_info(f"PixelRL: training {done}; policy saved to {result}{kept}")
 
     def _on_finished(self) -> None:
         self._worker = None
