@@ -188,6 +188,13 @@ def test_expected_reward_policy_gradient_is_the_exact_expectation():
     np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-10)
 
 
+def test_natural_reward_moves_each_logit_by_its_actions_exact_advantage():
+    grad, pi, r, _, _ = _one_step_logit_gradient("natural-reward", seed=1)
+    # d/dz_k = -(r_k - Σ_a π_a r_a), averaged over pixels: not scaled by π_k as the expected reward's gradient is
+    expected = -(r - (pi * r).sum(1, keepdims=True)) / r[:, 0].size
+    np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-10)
+
+
 def test_psnr_crop_weights_scale_each_crops_gradient_by_one_over_its_initial_error():
     sigmas = (0.02, 0.1, 0.2)
     grad, pi, r, clean, noisy = _one_step_logit_gradient("expected-reward", 3, crop_weights="psnr", sigmas=sigmas)

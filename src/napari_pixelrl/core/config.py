@@ -216,7 +216,7 @@ def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return dict(data)
 
 
-OBJECTIVES = ("a2c", "expected-reward", "imitation", "lookahead", "pathwise", "denoiser")
+OBJECTIVES = ("a2c", "expected-reward", "natural-reward", "imitation", "lookahead", "pathwise", "denoiser")
 CROP_WEIGHTS = ("equal", "psnr")
 ROLLOUTS = ("sample", "greedy")
 RESUMABLE_CHANGES = ("device", "precision", "log_every")
@@ -233,6 +233,10 @@ class TrainConfig:
     * ``"a2c"``: the paper's multi-step per-pixel advantage actor-critic with reward map convolution.
     * ``"expected-reward"``: the same, except that the policy term is the exact expected one-step reward
       ``-Σ_a π(a|s) r(a)`` (every action's reward is known during training): no sampling noise, a fast start.
+    * ``"natural-reward"``: the natural policy gradient of that expected reward for a softmax per pixel (Kakade,
+      NIPS 2001): each action's logit moves by its exact one-step advantage ``r(a) - Σ_b π(b|s) r(b)``, not by
+      ``π(a|s)`` times it, so an action whose probability has fallen near zero still gets its whole advantage
+      (tried on ``gaussian-blind-cnn`` to revive its per-σ estimates, which it did not: docs/training.md).
     * ``"imitation"``: the same, except that the policy term is behaviour cloning of the per-pixel greedy oracle
       (the action that most lowers each pixel's error, known during training), weighted by how much the choice
       matters at that pixel.
@@ -247,7 +251,8 @@ class TrainConfig:
     """
 
     objective: str = "a2c"
-    """``"a2c"``, ``"expected-reward"``, ``"imitation"``, ``"lookahead"``, ``"pathwise"`` or ``"denoiser"``."""
+    """``"a2c"``, ``"expected-reward"``, ``"natural-reward"``, ``"imitation"``, ``"lookahead"``, ``"pathwise"`` or
+    ``"denoiser"``."""
     data: str = ""
     """Folder of clean training images (8-bit grayscale or any image scaled to [0, 1] by its dtype)."""
     noise: NoiseModel = field(default_factory=NoiseModel)

@@ -11,10 +11,10 @@ One episode on a batch of clean crops ``x`` and their noisy versions ``s_0``, fo
     loss = Σ_t mean_pixels[ -log π(a_t|s_t) · sg(R_t - V(s_t)) - β H(π(·|s_t)) + value_weight · ½ (R_t - V(s_t))² ]
 
 ``sg`` stops the gradient, so the RMC filter ``w`` learns only through the value term. The convGRU state is
-carried from step to step as data (no backpropagation through time). Three cheaper policy terms replace the first
-one when asked (``TrainConfig.objective``): the exact expected one-step reward, imitation of the greedy oracle,
-and ``"pathwise"``: that expected reward plus the later steps' error, backpropagated through the rollout's
-actions (:func:`straight_through_step`);
+carried from step to step as data (no backpropagation through time). Cheaper policy terms replace the first one
+when asked (``TrainConfig.objective``): the exact expected one-step reward (or its natural gradient), imitation
+of the greedy oracle, and ``"pathwise"``: that expected reward plus the later steps' error, backpropagated
+through the rollout's actions (:func:`straight_through_step`);
 a ``"denoiser"`` stage trains the trunk as a residual denoiser to start from. ``crop_weights="psnr"``
 weights each crop's policy term (a denoiser stage: its squared error) by one over its initial error
 (:func:`crop_weights`).
@@ -144,7 +144,9 @@ def episode_loss(
     """Run one sampled episode from ``noisy`` and return the actor-critic loss (see the module docstring).
 
     With ``config.objective == "expected-reward"`` the policy term is ``-Σ_a π(a|s_t) r_t(a)``, the exact expected
-    one-step reward, instead of the sampled ``-log π(a_t|s_t) · advantage``; with ``"imitation"`` it is the
+    one-step reward, instead of the sampled ``-log π(a_t|s_t) · advantage``; with ``"natural-reward"`` it is
+    ``-Σ_a z_a(s_t) · sg(r_t(a) - Σ_b π(b|s_t) r_t(b))`` (``z``: the logits), whose gradient moves each logit by its
+    action's exact advantage (the natural gradient of the expected reward); with ``"imitation"`` it is the
     cross-entropy with the greedy oracle's action ``argmax_a r_t(a)``, weighted per pixel by the spread of the
     rewards there; with ``"lookahead"`` the oracle is every action after which the ±1 steps still to come can
     reach the clean value (:func:`reachable_error`). With ``"pathwise"`` step ``t``'s policy gets the gradient of
@@ -169,7 +171,7 @@ def episode_loss(
         log_probs = out.logits.float().log_softmax(dim=1)
         probs = log_probs.exp()
         actions = choose_actions(log_probs.detach(), config.rollout == "greedy", generator, rows)
-        if config.objective in ("expected-reward", "imitation", "lookahead", "pathwise"):
+        if config.objective in ("expected-reward", "natural-reward", "imitation", "lookahead", "pathwise"):
             candidates = torch.stack([action.apply(state) for action in action_set.actions], dim=1)  # (B,A,C,H,W)
             fixed = candidates.detach()
             if config.objective == "lookahead":
@@ -179,6 +181,9 @@ def episode_loss(
                 all_rewards = torch.cat(rewards_now, 1)
                 if config.objective == "imitation":
                     term = _imitation_term(log_probs, all_rewards, replicas)
+                elif config.objective == "natural-reward":
+                    advantages = all_rewards - (probs * all_rewards).sum(dim=1, keepdim=True)
+                    term = -(out.logits.float() * advantages.detach()).sum(dim=1, keepdim=True)
                 else:
                     term = -(probs * all_rewards).sum(dim=1, keepdim=True)
             if config.objective == "pathwise":
@@ -206,7 +211,7 @@ def episode_loss(
     if config.objective == "pathwise":
         final_error = step_reward(clean, state, clean, action_set)  # e(x, s_T), differentiable through the steps
         policy_loss = ((torch.stack(policy_terms).sum(dim=0) + final_error) * weights).mean()
-    elif config.objective in ("expected-reward", "imitation", "lookahead"):
+    elif config.objective in ("expected-reward", "natural-reward", "imitation", "lookahead"):
         policy_loss = (torch.stack(policy_terms) * weights).sum(dim=0).mean()
     else:
         advantage = (returns - values_t).detach()
