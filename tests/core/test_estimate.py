@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -135,13 +137,15 @@ def test_every_shipped_estimator_is_a_denoiser_of_its_sigma(sigma):
     assert record.noise_model.sigma == sigma
 
 
-@pytest.mark.parametrize("sigma", [15, 25])
-def test_the_second_estimator_continues_the_first_and_serves_the_shipped_policy(sigma):
-    first, second = (load_checkpoint(estimator_file(sigma, version)) for version in (1, 2))
-    assert second.training["stages"][:-1] == first.training["stages"]  # one more denoiser stage at this σ
-    assert second.training["stages"][-1]["objective"] == "denoiser" and second.noise_model.sigma == sigma
-    assert get_action_set(f"denoise-cnn-{sigma}").version == 2  # the latest, what new recipes train with
-    assert api.load_policy(f"gaussian-{sigma}-cnn").action_set is get_action_set(f"denoise-cnn-{sigma}", 2)
+@pytest.mark.parametrize(("sigma", "latest"), [(15, 3), (25, 2)])
+def test_each_later_estimator_continues_the_one_before_and_the_latest_serves_the_shipped_policy(sigma, latest):
+    versions = [load_checkpoint(estimator_file(sigma, version)) for version in range(1, latest + 1)]
+    for earlier, later in itertools.pairwise(versions):  # one more denoiser stage at this σ each time
+        assert later.training["stages"][:-1] == earlier.training["stages"]
+        assert later.training["stages"][-1]["objective"] == "denoiser" and later.noise_model.sigma == sigma
+    assert get_action_set(f"denoise-cnn-{sigma}").version == latest  # what new recipes train with
+    assert api.load_policy(f"gaussian-{sigma}-cnn").action_set is get_action_set(f"denoise-cnn-{sigma}", latest)
+    assert not estimator_file(sigma, latest + 1).exists()
 
 
 @pytest.mark.parametrize("kind", ["salt-and-pepper", "poisson-gaussian", "text"])

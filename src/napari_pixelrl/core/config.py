@@ -292,7 +292,9 @@ class TrainConfig:
     lr_power: float = 0.9
     """Polynomial decay ``lr · (1 - episode/episodes)^lr_power``."""
     max_rotation: float = 10.0
-    """Random rotation of each crop, degrees either way (0 turns it off)."""
+    """Random rotation of each crop, degrees either way (0 turns it off). The paper's augmentation; its bilinear
+    interpolation blurs the clean crops, which costs a denoiser trained on them about 0.1 dB on real images
+    (docs/training.md), so our later recipes turn it off."""
     flip: bool = True
     """Random horizontal flips."""
     seed: int = 0
