@@ -14,6 +14,20 @@ def test_crops_without_augmentation_are_windows_of_the_images():
         np.testing.assert_array_equal(crop, image[top : top + 16, left : left + 16])
 
 
+def test_quarter_turns_and_flips_give_the_eight_exact_orientations_of_a_window():
+    image = np.arange(40 * 50, dtype=np.float32).reshape(40, 50) / 2000  # every value unique: a crop names its window
+    crops = random_crops([image], 200, 16, np.random.default_rng(0), flip=True, quarter_turns=True)
+    seen = set()
+    for crop in crops[:, 0]:
+        top, left = np.argwhere(image == crop.min())[0]  # the window's top-left value is its smallest
+        window = image[top : top + 16, left : left + 16]
+        orientations = [np.rot90(w, k) for w in (window, window[:, ::-1]) for k in range(4)]
+        matches = [i for i, o in enumerate(orientations) if np.array_equal(crop, o)]
+        assert len(matches) == 1  # an exact permutation of the window's pixels, no interpolation
+        seen.add(matches[0])
+    assert seen == set(range(8))
+
+
 def test_crops_are_reproducible_and_rotation_changes_them():
     image = np.random.default_rng(1).random((60, 60)).astype(np.float32)
     a = random_crops([image], 4, 20, np.random.default_rng(3), max_rotation=10, flip=True)

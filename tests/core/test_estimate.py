@@ -9,7 +9,14 @@ from napari_pixelrl import api
 from napari_pixelrl.core.actions import DENOISE, get_action_set
 from napari_pixelrl.core.checkpoint import Policy, load_checkpoint, save_checkpoint
 from napari_pixelrl.core.config import ModelConfig, NoiseModel, TrainConfig
-from napari_pixelrl.core.estimate import ESTIMATORS_DIR, cnn_action_set, estimate_radius, estimator_file
+from napari_pixelrl.core.estimate import (
+    ESTIMATORS_DIR,
+    MeasuredEstimate,
+    cnn_action_set,
+    estimate_radius,
+    estimator_file,
+    level_weights,
+)
 from napari_pixelrl.core.io import write_tiff
 from napari_pixelrl.core.metrics import psnr
 from napari_pixelrl.core.model import PixelRLNet
@@ -138,7 +145,7 @@ def test_every_shipped_estimator_is_a_denoiser_of_its_sigma(sigma):
     assert record.noise_model.sigma == sigma
 
 
-@pytest.mark.parametrize(("sigma", "latest"), [(15, 3), (25, 2)])
+@pytest.mark.parametrize(("sigma", "latest"), [(15, 3), (25, 3)])
 def test_each_later_estimator_continues_the_one_before_and_the_latest_serves_the_shipped_policy(sigma, latest):
     versions = [load_checkpoint(estimator_file(sigma, version)) for version in range(1, latest + 1)]
     for earlier, later in itertools.pairwise(versions):  # one more denoiser stage at this σ each time
@@ -174,3 +181,74 @@ def test_the_levels_set_offers_each_gaussian_estimate_in_its_own_colour():
         torch.testing.assert_close(action.apply(image), alone.apply(image), rtol=0, atol=0)
         assert action.color == alone.color  # one colour per denoiser in every set
     assert levels.radius == CNN.radius
+
+
+def test_level_weights_interpolate_linearly_between_levels_and_clamp_outside():
+    levels = (15.0, 25.0, 50.0)
+    sigma = torch.tensor([0.0, 15.0, 18.0, 25.0, 30.0, 49.0, 50.0, 80.0])
+    weights = level_weights(sigma, levels)
+    assert weights.shape == (3, 8)
+    torch.testing.assert_close(weights.sum(0), torch.ones(8))
+    for i in range(3):  # each weight is the interpolation of the i-th unit vector
+        expected = np.interp(sigma.numpy(), levels, np.eye(3)[i])
+        np.testing.assert_allclose(weights[i].numpy(), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="increasing"):
+        level_weights(sigma, (25.0, 15.0))
+
+
+def test_the_measured_estimate_blends_the_levels_by_the_noise_the_meter_finds():
+    # A meter that finds no signal makes the measured level 255 |image| exactly (window 1); each "denoiser" returns
+    # its own constant, so the blend at each pixel is numpy.interp of that level over the three constants.
+    levels = {15: lambda x: torch.full_like(x, 1.0), 50: lambda x: torch.full_like(x, 3.0)}
+    levels[25] = lambda x: torch.full_like(x, 2.0)
+    action = MeasuredEstimate(levels, meter=torch.zeros_like, window=1, scale=1.0)
+    image = torch.tensor([[[[10.0, 15.0, 20.0, 37.5, 50.0, 60.0]]]]) / 255
+    expected = np.interp([10, 15, 20, 37.5, 50, 60], [15, 25, 50], [1, 2, 3])
+    np.testing.assert_allclose(action(image)[0, 0, 0].numpy(), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="odd"):
+        MeasuredEstimate(levels, meter=torch.zeros_like, window=4)
+
+
+@pytest.mark.parametrize("sigma", [15, 25, 50])
+def test_the_shipped_blind_denoiser_measures_the_noise_level_of_a_photograph(sigma):
+    measured_set = get_action_set("denoise-cnn-measured")
+    action = measured_set.actions[-1].apply
+    clean = skdata.camera()[128:384, 128:384].astype(np.float32) / 255
+    noisy = clean + np.random.default_rng(sigma).normal(0, sigma / 255, clean.shape).astype(np.float32)
+    level = action.noise_level(torch.from_numpy(noisy)[None, None])
+    # Measured here: median 15.1 / 25.4 / 51.4 (calibrated on BSD432; raw, without the scale 1.05, a little below σ).
+    assert abs(level.median().item() - sigma) < 0.1 * sigma
+
+
+def test_the_measured_set_names_its_estimates_and_looks_as_far_as_its_radius():
+    measured_set = get_action_set("denoise-cnn-measured")
+    assert measured_set.names == [*DENOISE.names, "cnn estimate blind", "cnn estimate sigma measured"]
+    assert len({action.color for action in measured_set.actions}) == len(measured_set) == 11
+    radius = measured_set.radius
+    assert radius == estimate_radius(ModelConfig()) + 33 // 2
+    size = 2 * radius + 5
+    image = torch.rand(1, 1, size, size, generator=torch.Generator().manual_seed(0)) * 0.4 + 0.3  # σ ≈ 29
+    centre = radius + 2
+    action = measured_set.actions[-1].apply
+    base = action(image)[0, 0, centre, centre]
+    for distance, changes in ((radius, True), (radius + 1, False)):
+        moved = image.clone()
+        moved[..., centre + distance] += 100.0  # a whole column at that distance, far out of range
+        change = (action(moved)[0, 0, centre, centre] - base).abs().item()
+        assert (change > 1e-6) if changes else (change < 1e-6), (distance, change)
+
+
+def test_a_policy_of_the_measured_set_tiles_exactly():
+    measured_set = get_action_set("denoise-cnn-measured")
+    torch.manual_seed(4)
+    model = PixelRLNet(ModelConfig(width=8, n_actions=11)).eval()
+    with torch.no_grad():
+        model.policy_head.bias[10] += 1.0  # the measured estimate wins everywhere, twice: 64 px of halo
+    policy = Policy(model=model, action_set=measured_set, steps=2, noise_model=NoiseModel(sigma=25.0), name="m")
+    clean = skdata.camera()[200:300, 150:240].astype(np.float32) / 255
+    image = clean + np.random.default_rng(2).normal(0, 25 / 255, clean.shape).astype(np.float32)
+    whole = api.restore(image, policy, device="cpu")
+    tiled = api.restore(image, policy, device="cpu", tile_size=32)
+    assert np.all(whole.actions == 10)
+    np.testing.assert_allclose(tiled.image, whole.image, atol=1e-5)
+    assert psnr(clean, whole.image) > psnr(clean, np.clip(image, 0, 1)) + 5.0  # a blend of matched denoisers

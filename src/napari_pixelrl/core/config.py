@@ -297,6 +297,8 @@ class TrainConfig:
     (docs/training.md), so our later recipes turn it off."""
     flip: bool = True
     """Random horizontal flips."""
+    quarter_turns: bool = False
+    """Random turns of each crop by a multiple of 90° (exact; with ``flip``, all eight orientations)."""
     seed: int = 0
     """Seeds crops, noise, action sampling and weight initialisation."""
     validation_images: int = 8

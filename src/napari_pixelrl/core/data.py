@@ -108,13 +108,15 @@ def random_crops(
     *,
     max_rotation: float = 0.0,
     flip: bool = False,
+    quarter_turns: bool = False,
 ) -> np.ndarray:
     """Random square crops ``(batch_size, C, size, size)`` float32, each from a random image (``(H, W)`` images:
     ``C = 1``; ``(C, H, W)`` ones: their ``C``).
 
-    Each crop is optionally flipped left-right and rotated by a uniform angle in ``±max_rotation`` degrees
-    (bilinear; a larger window is cut first so that no border fill enters the crop). Images smaller than the
-    window are padded by reflection.
+    Each crop is optionally flipped left-right, rotated by a uniform angle in ``±max_rotation`` degrees
+    (bilinear; a larger window is cut first so that no border fill enters the crop) and turned by a random
+    multiple of 90° (``quarter_turns``: exact, no interpolation; with ``flip`` the eight orientations of the
+    square). Images smaller than the window are padded by reflection.
     """
     window = size + 2 * math.ceil(size * (math.sqrt(2) - 1) / 2) + 2 if max_rotation > 0 else size
     channels = 1 if images[0].ndim == 2 else images[0].shape[0]
@@ -134,6 +136,8 @@ def random_crops(
             patch = ndimage.rotate(patch, angle, axes=(-1, -2), reshape=False, order=1, mode="reflect")
             start = (window - size) // 2
             patch = patch[..., start : start + size, start : start + size]
+        if quarter_turns:
+            patch = np.rot90(patch, k=int(rng.integers(4)), axes=(-2, -1))
         crops[b] = patch
     return crops
 

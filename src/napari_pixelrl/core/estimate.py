@@ -16,11 +16,13 @@ the first time the action runs. These sets are shipped beside the paper's ``deno
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from .actions import DENOISE, Action, ActionSet, get_action_set, register_action_set
 from .config import ModelConfig
@@ -29,12 +31,16 @@ from .model import PixelRLNet, denoised
 __all__ = [
     "ESTIMATORS_DIR",
     "LEVELS",
+    "MEASURED_LEVELS",
     "CNNEstimate",
+    "MeasuredEstimate",
     "cnn_action_set",
     "cnn_levels_action_set",
     "estimate_action",
     "estimate_radius",
     "estimator_file",
+    "level_weights",
+    "measured_action_set",
 ]
 
 ESTIMATORS_DIR = Path(__file__).parent / "weights" / "estimators"
@@ -105,7 +111,13 @@ class CNNEstimate:
         return estimate
 
 
-_COLORS = {"15": (158, 218, 229), "25": (23, 190, 207), "50": (0, 105, 125), "blind": (255, 200, 0)}
+_COLORS = {
+    "15": (158, 218, 229),
+    "25": (23, 190, 207),
+    "50": (0, 105, 125),
+    "blind": (255, 200, 0),
+    "measured": (0, 200, 120),
+}
 """Action-map colours of the estimates (by ``str(noise)``: one colour per denoiser in every set, distinct within
 :func:`cnn_levels_action_set`); other kinds take the σ = 25 one's cyan."""
 
@@ -190,8 +202,100 @@ def cnn_levels_action_set(noises: tuple[int | str, ...] = LEVELS) -> ActionSet:
     return _estimate_set(name, estimates, trained_for)
 
 
+def level_weights(sigma: torch.Tensor, levels: tuple[float, ...]) -> torch.Tensor:
+    """Linear interpolation weights of ``sigma`` between the sorted ``levels`` (clamped at both ends).
+
+    ``sigma`` of any shape gives ``(len(levels), *sigma.shape)`` weights, each in [0, 1], summing to 1 along the first
+    axis: ``Σ_i w_i · f(levels[i])`` is ``numpy.interp(sigma, levels, f(levels))`` for any ``f``.
+    """
+    if len(levels) < 2 or any(b <= a for a, b in itertools.pairwise(levels)):
+        raise ValueError(f"levels must be at least two increasing values, got {levels}")
+    sigma = sigma.clamp(levels[0], levels[-1])
+    weights = []
+    for i, level in enumerate(levels):
+        rising = (sigma - levels[i - 1]) / (level - levels[i - 1]) if i > 0 else torch.ones_like(sigma)
+        falling = (levels[i + 1] - sigma) / (levels[i + 1] - level) if i < len(levels) - 1 else torch.ones_like(sigma)
+        weights.append(torch.minimum(rising, falling).clamp(0, 1))
+    return torch.stack(weights)
+
+
+class MeasuredEstimate:
+    """The action "take the estimate of the denoiser matched to the noise measured around the pixel".
+
+    The noise level around each pixel is measured as ``scale`` times the root mean square, over a
+    ``window x window`` neighbourhood, of the noise that the blind denoiser (``meter``) finds in the state; each
+    pixel then takes the per-σ denoisers' estimates blended by :func:`level_weights` at that level. A policy blind
+    to the noise level thereby has the matched denoiser's estimate as one action. The measurement is local, so the
+    action looks ``estimate_radius + window // 2`` pixels away and tiles still give the untiled result.
+
+    The blind denoiser leaves a little of the noise in its estimate, so the raw measure is 2-8% below the true σ,
+    and a denoiser for too low a σ leaves noise behind: the default ``scale`` and ``window`` are those that gave the
+    best estimate, summed over σ = 15, 25 and 50, on the last 16 training images of BSD432 (docs/training.md).
+
+    Parameters
+    ----------
+    levels : dict of float to CNNEstimate
+        The per-σ denoisers, by the σ (0-255 scale) they were trained for.
+    meter : CNNEstimate
+        A blind denoiser whose residual measures the noise.
+    window : int
+        Side (pixels, odd) of the neighbourhood the level is measured over.
+    scale : float
+        Calibration of the measure.
+    """
+
+    def __init__(
+        self, levels: dict[float, CNNEstimate], meter: CNNEstimate, window: int = 33, scale: float = 1.05
+    ) -> None:
+        if window < 1 or window % 2 == 0:
+            raise ValueError(f"window must be an odd number of pixels, got {window}")
+        self.levels = dict(sorted(levels.items()))
+        self.meter, self.window, self.scale = meter, window, scale
+
+    def noise_level(self, image: torch.Tensor) -> torch.Tensor:
+        """The measured noise level of ``image`` (``(B, C, H, W)`` in [0, 1]) at each pixel, on the 0-255 scale."""
+        residual = (image - self.meter(image)).float()
+        mean_square = F.avg_pool2d(
+            residual.square(), self.window, stride=1, padding=self.window // 2, count_include_pad=False
+        )
+        return 255.0 * self.scale * mean_square.sqrt()
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        weights = level_weights(self.noise_level(image), tuple(self.levels))
+        blend = sum(w * estimate(image).float() for w, estimate in zip(weights, self.levels.values(), strict=True))
+        return blend.to(image.dtype)
+
+
+MEASURED_LEVELS: dict[int, int] = {15: 3, 25: 3, 50: 1}
+"""The per-σ denoisers (σ → version of ``denoise-cnn-<σ>``) that :func:`measured_action_set` blends."""
+
+
+def measured_action_set() -> ActionSet:
+    """The paper's nine actions, the blind denoiser's estimate and the matched estimate at the measured noise level.
+
+    ``denoise-cnn-measured`` (v1): for a policy blind to σ. The tenth action is the blind denoiser's estimate
+    (``cnn estimate blind``), the eleventh ``cnn estimate sigma measured`` (:class:`MeasuredEstimate`: the σ = 15,
+    25 and 50 denoisers of :data:`MEASURED_LEVELS`, blended by the noise level that the blind denoiser measures
+    around each pixel). Both use the registered sets' denoisers (one loaded copy each).
+    """
+    blind = get_action_set("denoise-cnn-blind", 1).actions[-1]
+    levels = {s: get_action_set(f"denoise-cnn-{s}", v).actions[-1].apply for s, v in MEASURED_LEVELS.items()}
+    estimate = MeasuredEstimate(levels, blind.apply)
+    measured = Action("cnn estimate sigma measured", estimate, _COLORS["measured"])
+    return ActionSet(
+        name="denoise-cnn-measured",
+        version=1,
+        actions=(*DENOISE.actions, blind, measured),
+        radius=max(DENOISE.radius, estimate_radius(ModelConfig()) + estimate.window // 2),
+        description="the paper's nine denoising actions, the estimate of our blind Gaussian CNN denoiser and that "
+        "of our σ=15, 25, 50 CNN denoisers matched to the noise level measured around each pixel (beyond the paper)",
+    )
+
+
 for _file in sorted(ESTIMATORS_DIR.glob("trunk-*.safetensors")):
     _noise, _version = _parse_estimator_file(_file)
     register_action_set(cnn_action_set(_noise, _file, _version))
 if all(estimator_file(noise).is_file() for noise in LEVELS):
     register_action_set(cnn_levels_action_set())
+if estimator_file("blind").is_file() and all(estimator_file(s, v).is_file() for s, v in MEASURED_LEVELS.items()):
+    register_action_set(measured_action_set())

@@ -103,15 +103,31 @@ class SyntheticNoise:
         Clean images in [0, 1] with a validation part.
     noise : NoiseModel
         The degradation to learn to undo.
-    max_rotation, flip
+    max_rotation, flip, quarter_turns
         Augmentation of the crops (see :func:`~napari_pixelrl.core.data.random_crops`).
     """
 
-    def __init__(self, images: ImageSet, noise: NoiseModel, max_rotation: float = 0.0, flip: bool = True) -> None:
-        self.images, self.noise, self.max_rotation, self.flip = images, noise, max_rotation, flip
+    def __init__(
+        self,
+        images: ImageSet,
+        noise: NoiseModel,
+        max_rotation: float = 0.0,
+        flip: bool = True,
+        quarter_turns: bool = False,
+    ) -> None:
+        self.images, self.noise = images, noise
+        self.max_rotation, self.flip, self.quarter_turns = max_rotation, flip, quarter_turns
 
     def batch(self, batch_size: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        clean = random_crops(self.images.train, batch_size, size, rng, max_rotation=self.max_rotation, flip=self.flip)
+        clean = random_crops(
+            self.images.train,
+            batch_size,
+            size,
+            rng,
+            max_rotation=self.max_rotation,
+            flip=self.flip,
+            quarter_turns=self.quarter_turns,
+        )
         return degrade(clean, self.noise, rng), clean
 
     def validation(self, size: int, seed: int) -> list[ValidationPair]:

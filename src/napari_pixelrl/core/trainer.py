@@ -455,7 +455,7 @@ class Trainer:
         if data is None:
             if images is None:
                 images = ImageSet.from_folder(config.data, config.validation_images, channels=self.action_set.channels)
-            data = SyntheticNoise(images, config.noise, config.max_rotation, config.flip)
+            data = SyntheticNoise(images, config.noise, config.max_rotation, config.flip, config.quarter_turns)
         self.data = data
         self.model = model.to(self.device, memory_format=torch.channels_last).train()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
