@@ -44,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     files = list_images(SHARED / "data" / "BSD432")[-args.images :]
     measured: MeasuredEstimate = get_action_set("denoise-cnn-measured").actions[-1].apply
-    blind = get_action_set("denoise-cnn-measured").actions[-2].apply
+    blind = measured.meter
     levels = tuple(measured.levels)
     settings = list(itertools.product(args.windows, args.scales))
     print(f"BSD432, last {len(files)} images, noise seed {args.seed}; machine: {machine()}")

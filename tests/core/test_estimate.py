@@ -222,8 +222,8 @@ def test_the_shipped_blind_denoiser_measures_the_noise_level_of_a_photograph(sig
 
 def test_the_measured_set_names_its_estimates_and_looks_as_far_as_its_radius():
     measured_set = get_action_set("denoise-cnn-measured")
-    assert measured_set.names == [*DENOISE.names, "cnn estimate blind", "cnn estimate sigma measured"]
-    assert len({action.color for action in measured_set.actions}) == len(measured_set) == 11
+    assert measured_set.names == [*DENOISE.names, "cnn estimate sigma measured"]
+    assert len({action.color for action in measured_set.actions}) == len(measured_set) == 10
     radius = measured_set.radius
     assert radius == estimate_radius(ModelConfig()) + 33 // 2
     size = 2 * radius + 5
@@ -241,14 +241,14 @@ def test_the_measured_set_names_its_estimates_and_looks_as_far_as_its_radius():
 def test_a_policy_of_the_measured_set_tiles_exactly():
     measured_set = get_action_set("denoise-cnn-measured")
     torch.manual_seed(4)
-    model = PixelRLNet(ModelConfig(width=8, n_actions=11)).eval()
+    model = PixelRLNet(ModelConfig(width=8, n_actions=10)).eval()
     with torch.no_grad():
-        model.policy_head.bias[10] += 1.0  # the measured estimate wins everywhere, twice: 64 px of halo
+        model.policy_head.bias[9] += 1.0  # the measured estimate wins everywhere, twice: 64 px of halo
     policy = Policy(model=model, action_set=measured_set, steps=2, noise_model=NoiseModel(sigma=25.0), name="m")
     clean = skdata.camera()[200:300, 150:240].astype(np.float32) / 255
     image = clean + np.random.default_rng(2).normal(0, 25 / 255, clean.shape).astype(np.float32)
     whole = api.restore(image, policy, device="cpu")
     tiled = api.restore(image, policy, device="cpu", tile_size=32)
-    assert np.all(whole.actions == 10)
+    assert np.all(whole.actions == 9)
     np.testing.assert_allclose(tiled.image, whole.image, atol=1e-5)
     assert psnr(clean, whole.image) > psnr(clean, np.clip(image, 0, 1)) + 5.0  # a blend of matched denoisers

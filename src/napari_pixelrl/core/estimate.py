@@ -271,24 +271,24 @@ MEASURED_LEVELS: dict[int, int] = {15: 3, 25: 3, 50: 1}
 
 
 def measured_action_set() -> ActionSet:
-    """The paper's nine actions, the blind denoiser's estimate and the matched estimate at the measured noise level.
+    """The paper's nine actions and the matched estimate at the noise level measured around each pixel.
 
-    ``denoise-cnn-measured`` (v1): for a policy blind to σ. The tenth action is the blind denoiser's estimate
-    (``cnn estimate blind``), the eleventh ``cnn estimate sigma measured`` (:class:`MeasuredEstimate`: the σ = 15,
-    25 and 50 denoisers of :data:`MEASURED_LEVELS`, blended by the noise level that the blind denoiser measures
-    around each pixel). Both use the registered sets' denoisers (one loaded copy each).
+    ``denoise-cnn-measured`` (v1): for a policy blind to σ. The tenth action is ``cnn estimate sigma measured``
+    (:class:`MeasuredEstimate`: the σ = 15, 25 and 50 denoisers of :data:`MEASURED_LEVELS`, blended by the noise
+    level that the blind denoiser measures around each pixel), so a blind policy has one strong estimate to take, as
+    the matched ``denoise-cnn-<σ>`` policies do (offered the blind estimate beside it, a policy took that one first:
+    docs/training.md). The denoisers are those of the registered one-estimate sets (one loaded copy each).
     """
-    blind = get_action_set("denoise-cnn-blind", 1).actions[-1]
+    blind = get_action_set("denoise-cnn-blind", 1).actions[-1].apply
     levels = {s: get_action_set(f"denoise-cnn-{s}", v).actions[-1].apply for s, v in MEASURED_LEVELS.items()}
-    estimate = MeasuredEstimate(levels, blind.apply)
-    measured = Action("cnn estimate sigma measured", estimate, _COLORS["measured"])
+    estimate = MeasuredEstimate(levels, blind)
     return ActionSet(
         name="denoise-cnn-measured",
         version=1,
-        actions=(*DENOISE.actions, blind, measured),
+        actions=(*DENOISE.actions, Action("cnn estimate sigma measured", estimate, _COLORS["measured"])),
         radius=max(DENOISE.radius, estimate_radius(ModelConfig()) + estimate.window // 2),
-        description="the paper's nine denoising actions, the estimate of our blind Gaussian CNN denoiser and that "
-        "of our σ=15, 25, 50 CNN denoisers matched to the noise level measured around each pixel (beyond the paper)",
+        description="the paper's nine denoising actions and the estimate of our σ=15, 25, 50 CNN denoisers matched "
+        "to the noise level that our blind one measures around each pixel (beyond the paper)",
     )
 
 
