@@ -30,8 +30,9 @@ from napari_pixelrl.core.io import list_images, read_image
 from napari_pixelrl.core.metrics import psnr
 
 
-def _eight_bit(image: torch.Tensor) -> np.ndarray:
-    return np.round(image[0, 0].clamp(0, 1).numpy() * 255) / 255
+def _image(batch: torch.Tensor) -> np.ndarray:
+    """The one image of a ``(1, 1, H, W)`` batch (``psnr`` clips and rounds it to 8 bits)."""
+    return batch[0, 0].numpy()
 
 
 def main() -> None:
@@ -44,7 +45,6 @@ def main() -> None:
     args = parser.parse_args()
     files = list_images(SHARED / "data" / "BSD432")[-args.images :]
     measured: MeasuredEstimate = get_action_set("denoise-cnn-measured").actions[-1].apply
-    blind = measured.meter
     levels = tuple(measured.levels)
     settings = list(itertools.product(args.windows, args.scales))
     print(f"BSD432, last {len(files)} images, noise seed {args.seed}; machine: {machine()}")
@@ -59,15 +59,15 @@ def main() -> None:
             noisy = torch.from_numpy(add_gaussian_noise(clean, sigma, rng))[None, None]
             with torch.no_grad():
                 estimates = [estimate(noisy) for estimate in measured.levels.values()]
-                scores["matched"].append(psnr(_eight_bit(estimates[levels.index(matched)]), clean))
-                scores["blind"].append(psnr(_eight_bit(blind(noisy)), clean))
+                scores["matched"].append(psnr(_image(estimates[levels.index(matched)]), clean))
+                scores["blind"].append(psnr(_image(measured.meter(noisy)), clean))
                 for window in args.windows:
                     raw = MeasuredEstimate(measured.levels, measured.meter, window, scale=1.0).noise_level(noisy)
                     medians[window].append(raw.median().item())
                     for scale in args.scales:
                         weights = level_weights(raw * scale, levels)
                         blend = sum(w * e for w, e in zip(weights, estimates, strict=True))
-                        scores[window, scale].append(psnr(_eight_bit(blend), clean))
+                        scores[window, scale].append(psnr(_image(blend), clean))
         print(
             f"\nσ = {sigma:g}: matched (σ = {matched} denoiser) {np.mean(scores['matched']):.3f} dB, "
             f"blind denoiser {np.mean(scores['blind']):.3f} dB"
