@@ -1,7 +1,7 @@
 """Calibrating the measured-σ estimate (``cnn estimate sigma measured``, core/estimate.py) on training images.
 
 The action measures the noise level around each pixel from the residual of our blind denoiser (root mean square
-over a window, times a calibration scale) and blends the σ = 15, 25 and 50 denoisers' estimates at that level. This
+over a window, times a calibration scale) and blends the per-σ denoisers' estimates at that level. This
 script scores that blend for each window and scale on *training* images (the last N of BSD432, the test set BSD68
 untouched), beside the matched denoiser told the true σ and the blind denoiser, all on the same noisy images, and
 prints the median measured level. The defaults of :class:`~napari_pixelrl.core.estimate.MeasuredEstimate` are the
@@ -12,6 +12,7 @@ to 8 bits, PSNR with peak 255).
 
     python benchmarks/measured_level.py                       # last 16 BSD432 images, about 3 min on 2 cores
     python benchmarks/measured_level.py --windows 17 33 --scales 1.0 1.05 1.1
+    python benchmarks/measured_level.py --version 1                 # the levels of set v1 (σ 15, 25, 50)
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ def main() -> None:
     parser.add_argument("--windows", type=int, nargs="+", default=[17, 33])
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 1.05, 1.1, 1.15, 1.2])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--version", type=int, default=None, help="of denoise-cnn-measured (default: the latest)")
     args = parser.parse_args()
     files = list_images(SHARED / "data" / "BSD432")[-args.images :]
-    measured: MeasuredEstimate = get_action_set("denoise-cnn-measured").actions[-1].apply
+    measured: MeasuredEstimate = get_action_set("denoise-cnn-measured", args.version).actions[-1].apply
     levels = tuple(measured.levels)
     settings = list(itertools.product(args.windows, args.scales))
     print(f"BSD432, last {len(files)} images, noise seed {args.seed}; machine: {machine()}")
