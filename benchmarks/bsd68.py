@@ -10,14 +10,14 @@ Protocol (the paper's): clean = 8-bit image / 255; noisy = clean + N(0, σ/255),
     python benchmarks/bsd68.py --ours runs/gaussian-{sigma}/policy.safetensors   # policies not shipped yet
     python benchmarks/bsd68.py --bf16               # add the release run in bfloat16
     python benchmarks/bsd68.py --cnn runs/gaussian-{sigma}-cnn/policy.safetensors   # a policy with the CNN action
-    python benchmarks/bsd68.py --blind-cnn runs/gaussian-blind-cnn/policy.safetensors  # blind, four CNN estimates
+    python benchmarks/bsd68.py --blind-cnn runs/gaussian-blind-cnn/policy.safetensors  # blind, measured-σ estimate
     python benchmarks/bsd68.py --only BM3D ours+cnn blind+cnn   # some methods only (column names)
 
 Where a policy of the nine actions plus our per-σ CNN estimate (beyond the paper; core/estimate.py) is given or
 shipped (``gaussian-{sigma}-cnn``), two columns come with it: that policy, and the CNN estimate alone (the action
-taken once by every pixel), to show what the policy adds to it. Likewise for the blind policy with our four
-Gaussian estimates (``gaussian-blind-cnn``, set ``denoise-cnn-15-25-50-blind``): it, and the blind denoiser's estimate
-alone (its last action).
+taken once by every pixel), to show what the policy adds to it. Likewise for the blind policy with a CNN estimate
+(``gaussian-blind-cnn``: since session 27 set ``denoise-cnn-measured``, the per-σ estimates blended at the noise level
+measured around each pixel; before, ``denoise-cnn-15-25-50-blind``): it, and its last action (the CNN estimate) alone.
 
 The release rows need ../shared/reference/pixelrl-official; without it they are left out.
 """
