@@ -193,8 +193,8 @@ def cnn_levels_action_set(noises: tuple[int | str, ...] = LEVELS) -> ActionSet:
     ----------
     noises : tuple of int or str
         The denoisers, in channel order after the paper's nine; they name the set. Each estimate is the action of
-        version 1 of the registered one-estimate set ``denoise-cnn-<noise>`` (the denoisers ``gaussian-blind-cnn``
-        was trained with), so both sets share one loaded copy of each denoiser.
+        version 1 of the registered one-estimate set ``denoise-cnn-<noise>`` (the denoisers the first
+        ``gaussian-blind-cnn`` was trained with, session 20), so both sets share one loaded copy of each denoiser.
     """
     name = "denoise-cnn-" + "-".join(str(noise) for noise in noises)
     trained_for = ", ".join(_trained_for(noise) for noise in noises)
