@@ -206,6 +206,12 @@ def test_the_measured_estimate_blends_the_levels_by_the_noise_the_meter_finds():
     image = torch.tensor([[[[10.0, 15.0, 20.0, 37.5, 50.0, 60.0]]]]) / 255
     expected = np.interp([10, 15, 20, 37.5, 50, 60], [15, 25, 50], [1, 2, 3])
     np.testing.assert_allclose(action(image)[0, 0, 0].numpy(), expected, atol=1e-5)
+    # A level of zero weight at every pixel is not run: between σ 15 and 25 only those two denoisers are called.
+    called = []
+    counting = {s: (lambda x, s=s, f=f: called.append(s) or f(x)) for s, f in levels.items()}
+    low = MeasuredEstimate(counting, meter=torch.zeros_like, window=1, scale=1.0)(image[..., :3])
+    np.testing.assert_allclose(low[0, 0, 0].numpy(), expected[:3], atol=1e-5)
+    assert sorted(called) == [15, 25]
     with pytest.raises(ValueError, match="odd"):
         MeasuredEstimate(levels, meter=torch.zeros_like, window=4)
 

@@ -262,7 +262,10 @@ class MeasuredEstimate:
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         weights = level_weights(self.noise_level(image), tuple(self.levels))
-        blend = sum(w * estimate(image).float() for w, estimate in zip(weights, self.levels.values(), strict=True))
+        # A level of weight zero at every pixel adds nothing, so its denoiser is not run (on an image of one noise
+        # level, most of them). The weights sum to one at each pixel, so at least one level runs.
+        pairs = zip(weights, self.levels.values(), strict=True)
+        blend = sum(w * estimate(image).float() for w, estimate in pairs if w.any())
         return blend.to(image.dtype)
 
 
