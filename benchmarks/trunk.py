@@ -8,6 +8,11 @@ hours it had trained, from its own training record, so that rows of one run draw
 
     python benchmarks/trunk.py training/trunk-blind/policy.safetensors          # all 68 images, ~25 min (BM3D)
     python benchmarks/trunk.py runs/trunk-snapshots/*.safetensors --limit 10 --sigmas 25
+    python benchmarks/trunk.py training/trunk-15-sharp/policy.safetensors --sigmas 15 --orientations 1 8
+
+``--orientations 1 8`` gives each checkpoint a second row, its estimates averaged over the image's eight
+orientations (quarter turns and mirror images; ``core.model.denoised``), as the self-ensembled estimators do.
+IRCNN's and DnCNN-S's published numbers are single passes.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from bsd68 import Method, run
 
 from napari_pixelrl import api
 from napari_pixelrl.core.io import list_images
-from napari_pixelrl.core.model import denoised
+from napari_pixelrl.core.model import ORIENTATIONS, denoised
 
 PUBLISHED = {  # BSD68 PSNR (dB) as the papers report them (not measured here)
     "IRCNN": {15: 31.63, 25: 29.15, 50: 26.19},  # Zhang et al., CVPR 2017, Table 2
@@ -31,13 +36,15 @@ PUBLISHED = {  # BSD68 PSNR (dB) as the papers report them (not measured here)
 }
 
 
-def denoiser_method(policy: api.Policy) -> Method:
-    """The checkpoint's trunk → value branch → value head run as a residual denoiser in float32 on the CPU."""
+def denoiser_method(policy: api.Policy, orientations: int = 1) -> Method:
+    """The checkpoint's trunk → value branch → value head run as a residual denoiser in float32 on the CPU,
+    averaged over ``orientations`` orientations of the image."""
     model = policy.model.float().eval()
 
     @torch.no_grad()
     def method(noisy: np.ndarray) -> np.ndarray:
-        return denoised(model, torch.from_numpy(noisy)[None, None].float())[0, 0].clamp(0, 1).numpy()
+        image = torch.from_numpy(noisy)[None, None].float()
+        return denoised(model, image, orientations)[0, 0].clamp(0, 1).numpy()
 
     return method
 
@@ -56,6 +63,9 @@ def main() -> None:
     parser.add_argument("--sigmas", type=float, nargs="+", default=[15, 25, 50])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
+    parser.add_argument(
+        "--orientations", type=int, nargs="+", default=[1], choices=ORIENTATIONS, help="one row per count"
+    )
     args = parser.parse_args()
     files = list_images(BSD68)[: args.limit]
     policies = {path: api.load_policy(path) for path in args.checkpoints}
@@ -66,16 +76,19 @@ def main() -> None:
     print(f"BSD68, {len(files)} images, noise seed {args.seed}; machine: {machine()}")
     print("| checkpoint | episodes | training hours | " + " | ".join(f"σ {s:g} (dB)" for s in args.sigmas) + " |")
     print("|---" * (3 + len(args.sigmas)) + "|")
+    rows = {
+        (path, k): f"{path}" + (f" x{k} orientations" if k > 1 else "") for path in order for k in args.orientations
+    }
     results: dict[str, dict[float, float]] = {}
     for sigma in args.sigmas:
-        methods = {str(path): denoiser_method(policies[path]) for path in order}
+        methods = {row: denoiser_method(policies[path], k) for (path, k), row in rows.items()}
         methods["BM3D"] = lambda x, sigma=sigma: bm3d.bm3d(x, sigma_psd=sigma / 255.0)
         for name, (value, _seconds) in run(methods, sigma, files, args.seed).items():
             results.setdefault(name, {})[sigma] = value
-    for path in order:
+    for (path, _k), row in rows.items():
         episodes, hours = done[path]
-        cells = [f"{results[str(path)][s]:.2f}" for s in args.sigmas]
-        print(f"| {path} | {episodes} | {hours:.2f} | " + " | ".join(cells) + " |")
+        cells = [f"{results[row][s]:.2f}" for s in args.sigmas]
+        print(f"| {row} | {episodes} | {hours:.2f} | " + " | ".join(cells) + " |")
     print("| BM3D (same run) | | | " + " | ".join(f"{results['BM3D'][s]:.2f}" for s in args.sigmas) + " |")
     for name, scores in PUBLISHED.items():
         print(
@@ -83,12 +96,13 @@ def main() -> None:
             + " | ".join(f"{scores.get(int(s), float('nan')):.2f}" for s in args.sigmas)
             + " |"
         )
-    longest = order[-1]
+    longest = [row for (path, _k), row in rows.items() if path == order[-1]]
     for reference in ("BM3D", "IRCNN"):
         theirs = results["BM3D"] if reference == "BM3D" else PUBLISHED["IRCNN"]
-        ours = results[str(longest)]
-        gaps = [f"{ours[s] - theirs.get(s, theirs.get(int(s), float('nan'))):+.2f}" for s in args.sigmas]
-        print(f"| {longest} − {reference} | | | " + " | ".join(gaps) + " |")
+        for row in longest:
+            ours = results[row]
+            gaps = [f"{ours[s] - theirs.get(s, theirs.get(int(s), float('nan'))):+.2f}" for s in args.sigmas]
+            print(f"| {row} − {reference} | | | " + " | ".join(gaps) + " |")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from napari_pixelrl.core.config import ModelConfig, NoiseModel, TrainConfig
 from napari_pixelrl.core.estimate import (
     ESTIMATORS_DIR,
     MEASURED_LEVELS,
+    CNNEstimate,
     MeasuredEstimate,
     cnn_action_set,
     estimate_radius,
@@ -20,7 +21,7 @@ from napari_pixelrl.core.estimate import (
 )
 from napari_pixelrl.core.io import write_tiff
 from napari_pixelrl.core.metrics import psnr
-from napari_pixelrl.core.model import PixelRLNet
+from napari_pixelrl.core.model import PixelRLNet, denoised
 from napari_pixelrl.core.trainer import Trainer
 
 CNN = get_action_set("denoise-cnn-25")
@@ -49,6 +50,23 @@ def test_a_new_denoiser_for_a_noise_is_a_new_version_of_its_set_beside_the_old()
     image = torch.rand(1, 1, 36, 36, generator=torch.Generator().manual_seed(6))
     first_25 = get_action_set("denoise-cnn-25", 1).actions[-1]  # the set v1 of σ 25, read from that same file
     torch.testing.assert_close(other.actions[-1].apply(image), first_25.apply(image), rtol=0, atol=0)
+
+
+def test_a_self_ensembled_version_averages_its_denoiser_over_eight_orientations():
+    single, ensembled = get_action_set("denoise-cnn-15", 3), get_action_set("denoise-cnn-15", 4)
+    assert ensembled.names == single.names and "averaged over 8 orientations" in ensembled.description
+    assert ensembled.actions[-1].apply.path == single.actions[-1].apply.path == estimator_file(15, 3)
+    clean = skdata.camera()[128:384, 128:384].astype(np.float32) / 255
+    noisy = torch.from_numpy(clean + np.random.default_rng(0).normal(0, 15 / 255, clean.shape).astype(np.float32))
+    once, eight = (s.actions[-1].apply(noisy[None, None])[0, 0].clamp(0, 1).numpy() for s in (single, ensembled))
+    denoiser = load_checkpoint(estimator_file(15, 3)).model.eval()
+    with torch.no_grad():
+        by_hand = denoised(denoiser, noisy[None, None], 8)[0, 0].clamp(0, 1).numpy()
+    np.testing.assert_allclose(eight, by_hand, rtol=0, atol=1e-5)
+    # Measured: 31.76 dB once, 31.88 averaged (BSD68 at σ 15: 31.38 and 31.46); the margin holds on any CPU.
+    assert psnr(clean, eight) > psnr(clean, once) + 0.05
+    with pytest.raises(ValueError, match="orientations must be one of"):
+        CNNEstimate(estimator_file(15, 3), orientations=5)
 
 
 def test_the_salt_and_pepper_estimate_replaces_only_impulse_valued_pixels():
@@ -122,12 +140,13 @@ def test_a_policy_of_the_cnn_set_grows_from_a_denoisers_trunk(tmp_path):
     assert [stage["objective"] for stage in policy.training["stages"]] == ["denoiser", "expected-reward"]
 
 
-def test_a_cnn_policy_tiles_exactly_and_round_trips(tmp_path):
+@pytest.mark.parametrize("action_set", [CNN, get_action_set("denoise-cnn-15", 4)], ids=["once", "eight-orientations"])
+def test_a_cnn_policy_tiles_exactly_and_round_trips(tmp_path, action_set):
     torch.manual_seed(3)
     model = PixelRLNet(ModelConfig(width=8, n_actions=10)).eval()
     with torch.no_grad():
         model.policy_head.bias[9] += 1.0  # the estimate wins everywhere: three estimates in a row, 48 px of halo
-    policy = Policy(model=model, action_set=CNN, steps=3, noise_model=NoiseModel(sigma=25.0), name="cnn")
+    policy = Policy(model=model, action_set=action_set, steps=3, noise_model=NoiseModel(sigma=25.0), name="cnn")
     image = np.random.default_rng(1).random((90, 83), dtype=np.float32)
     whole = api.restore(image, policy, device="cpu")
     tiled = api.restore(image, policy, device="cpu", tile_size=24)
@@ -152,8 +171,9 @@ def test_each_later_estimator_continues_the_one_before_and_the_latest_serves_the
     for earlier, later in itertools.pairwise(versions):  # one more denoiser stage at this σ each time
         assert later.training["stages"][:-1] == earlier.training["stages"]
         assert later.training["stages"][-1]["objective"] == "denoiser" and later.noise_model.sigma == sigma
-    assert get_action_set(f"denoise-cnn-{sigma}").version == latest  # what new recipes train with
-    assert api.load_policy(f"gaussian-{sigma}-cnn").action_set is get_action_set(f"denoise-cnn-{sigma}", latest)
+    newest = get_action_set(f"denoise-cnn-{sigma}")  # what new recipes train with: the latest denoiser, maybe averaged
+    assert newest.actions[-1].apply.path == estimator_file(sigma, latest)
+    assert api.load_policy(f"gaussian-{sigma}-cnn").action_set is newest
     assert not estimator_file(sigma, latest + 1).exists()
 
 

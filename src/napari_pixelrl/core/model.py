@@ -13,7 +13,7 @@ from torch import nn
 
 from .config import ModelConfig
 
-__all__ = ["ConvGRU", "PixelRLNet", "PolicyOutput", "denoised"]
+__all__ = ["ORIENTATIONS", "ConvGRU", "PixelRLNet", "PolicyOutput", "denoised"]
 
 
 def _dilated(in_channels: int, out_channels: int, dilation: int, bias: bool = True) -> nn.Conv2d:
@@ -122,7 +122,40 @@ class PixelRLNet(nn.Module):
         return PolicyOutput(logits, value, hidden)
 
 
-def denoised(model: PixelRLNet, noisy: torch.Tensor) -> torch.Tensor:
+ORIENTATIONS = (1, 2, 4, 8)
+"""How many orientations :func:`denoised` may average: the image as it is, then turned by one to three quarter turns,
+then the same four mirrored left-right."""
+
+
+def denoised(model: PixelRLNet, noisy: torch.Tensor, orientations: int = 1) -> torch.Tensor:
     """A ``"denoiser"`` stage's estimate of the clean image: ``noisy`` minus the noise that the trunk, the value
-    branch and the value head predict (residual learning, as IRCNN and DnCNN); ``(B, C, H, W)``, not clipped."""
-    return noisy - model.value_head(model.value_branch(model.trunk(noisy)))
+    branch and the value head predict (residual learning, as IRCNN and DnCNN).
+
+    Parameters
+    ----------
+    model : PixelRLNet
+        The denoiser.
+    noisy : torch.Tensor
+        ``(B, C, H, W)``.
+    orientations : int
+        1: the network once. 2, 4 or 8 (:data:`ORIENTATIONS`): the mean of its estimates of the image turned by
+        0-3 quarter turns (and, for 8, mirrored), each turned back (a self-ensemble, as in Timofte et al., "Seven
+        ways to improve example-based single image super resolution", CVPR 2016). Each output pixel still looks at
+        the same square window, so tiles give the untiled result; the cost is ``orientations`` passes.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, C, H, W)``, not clipped.
+    """
+    if orientations not in ORIENTATIONS:
+        raise ValueError(f"orientations must be one of {ORIENTATIONS}, got {orientations}")
+    total = torch.zeros_like(noisy)
+    for k in range(orientations):
+        turns, mirrored = k % 4, k >= 4
+        view = torch.rot90(noisy, turns, dims=(2, 3))
+        view = view.flip(3) if mirrored else view
+        noise = model.value_head(model.value_branch(model.trunk(view)))
+        noise = noise.flip(3) if mirrored else noise
+        total += torch.rot90(noise, -turns, dims=(2, 3))
+    return noisy - total / orientations
