@@ -219,3 +219,41 @@ def test_action_sets_from_entry_points_are_found_on_first_miss(monkeypatch):
     monkeypatch.setattr(actions, "_entry_points_loaded", False)
     monkeypatch.setattr(actions.importlib.metadata, "entry_points", lambda group: [Entry()])
     assert get_action_set("test-plugin") is provided
+
+
+def _recording(action_set, shapes):
+    def record(action):
+        return Action(action.name, lambda t: shapes.append((action.name, tuple(t.shape[-2:]))) or action.apply(t))
+
+    return ActionSet(f"recording {action_set.name}", 1, tuple(map(record, action_set.actions)), action_set.radius)
+
+
+@pytest.mark.parametrize("set_name", ["denoise", "denoise-cnn-25"])
+def test_actions_that_few_pixels_chose_run_in_cells_with_the_same_result(set_name):
+    # A cluster of each filter in a corner, at an edge, inside and in the partial last cells; "do nothing" elsewhere.
+    action_set = get_action_set(set_name)
+    image = torch.from_numpy(_image((2, 1, 90, 77), seed=8))
+    action_map = torch.ones(2, 90, 77, dtype=torch.long)
+    spots = [(0, 0), (40, 0), (45, 38), (86, 73), (0, 74), (60, 20)]
+    for index, (y, x) in zip(itertools.cycle([i for i in range(len(action_set)) if i != 1]), spots * 2, strict=False):
+        action_map[index % 2, y : y + 4, x : x + 3] = index
+    shapes = []
+    recording = _recording(action_set, shapes)
+    whole = apply_actions(image, action_map, recording)
+    assert all(shape == (90, 77) for _, shape in shapes)
+    shapes.clear()
+    in_cells = apply_actions(image, action_map, recording, block=16)
+    np.testing.assert_allclose(in_cells.numpy(), whole.numpy(), rtol=0, atol=1e-5)
+    assert any(h * w < 90 * 77 / 2 for _, (h, w) in shapes)  # crops of a cell and its halo
+    assert ("do nothing", (90, 77)) in shapes  # chosen almost everywhere: the whole image at once
+
+
+def test_an_action_most_pixels_chose_runs_on_the_whole_image():
+    shapes = []
+    recording = _recording(DENOISE, shapes)
+    action_map = torch.full((1, 64, 64), 3, dtype=torch.long)
+    action_map[0, :2, :2] = 1
+    image = torch.from_numpy(_image((1, 1, 64, 64), seed=9))
+    out = apply_actions(image, action_map, recording, block=16)
+    np.testing.assert_array_equal(out.numpy(), apply_actions(image, action_map, DENOISE).numpy())
+    assert ("gaussian sigma=0.5", (64, 64)) in shapes and ("do nothing", (18, 18)) in shapes

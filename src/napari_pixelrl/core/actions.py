@@ -2,7 +2,8 @@
 actions here on ``C = 1``; its colour actions on RGB in :mod:`.color`).
 
 Each action maps the whole current image to a candidate image; every pixel then takes the candidate of its own
-action (:func:`apply_actions`). Only the filters that at least one pixel chose are computed.
+action (:func:`apply_actions`). Only the filters that at least one pixel chose are computed, and at inference a
+filter that few pixels chose only around them (``block``).
 
 Border rule (OpenCV's defaults, which the paper's release used): the Gaussian, bilateral and box filters extend
 the image by reflection *without* repeating the edge pixel (``dcb|abcd|cba``, OpenCV's ``BORDER_REFLECT_101``,
@@ -19,8 +20,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 __all__ = [
     "DENOISE",
@@ -435,7 +438,49 @@ def _load_entry_points() -> None:
 register_action_set(DENOISE)
 
 
-def apply_actions(image: torch.Tensor, action_map: torch.Tensor, action_set: ActionSet) -> torch.Tensor:
+def _regions_with(mask: torch.Tensor, block: int) -> list[tuple[slice, slice]]:
+    """Bounding boxes (pixels) of the groups of touching cells of a ``block``-pixel grid over ``mask`` ``(B, H, W)``
+    in which any image of the batch has a pixel of the mask."""
+    height, width = mask.shape[1:]
+    grid = F.pad(mask.any(0)[None, None].float(), (0, -width % block, 0, -height % block))
+    cells = (F.max_pool2d(grid, block)[0, 0] > 0).cpu().numpy()
+    groups, _ = ndimage.label(cells, structure=np.ones((3, 3)))
+    return [
+        (
+            slice(rows.start * block, min(rows.stop * block, height)),
+            slice(cols.start * block, min(cols.stop * block, width)),
+        )
+        for rows, cols in ndimage.find_objects(groups)
+    ]
+
+
+def _grown(region: tuple[slice, slice], halo: int, height: int, width: int) -> tuple[slice, slice]:
+    """``region`` and ``halo`` pixels around it, within an image of ``height`` x ``width`` pixels."""
+    rows, cols = region
+    return (
+        slice(max(rows.start - halo, 0), min(rows.stop + halo, height)),
+        slice(max(cols.start - halo, 0), min(cols.stop + halo, width)),
+    )
+
+
+def _apply_in_regions(
+    apply: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, regions: list[tuple[slice, slice]], halo: int
+) -> torch.Tensor:
+    """``apply(image)`` in the given regions, each computed on the region and ``halo`` pixels around it (within the
+    image); elsewhere ``image``. Equal to ``apply(image)`` in the regions if ``apply`` looks at most ``halo`` pixels
+    away: within ``halo`` of a crop's edge the crop's own border rule differs from the image's."""
+    out = image.clone()
+    for rows, cols in regions:
+        crop_rows, crop_cols = _grown((rows, cols), halo, *image.shape[-2:])
+        result = apply(image[..., crop_rows, crop_cols])
+        top, left = rows.start - crop_rows.start, cols.start - crop_cols.start
+        out[..., rows, cols] = result[..., top : top + rows.stop - rows.start, left : left + cols.stop - cols.start]
+    return out
+
+
+def apply_actions(
+    image: torch.Tensor, action_map: torch.Tensor, action_set: ActionSet, block: int | None = None
+) -> torch.Tensor:
     """Give every pixel the result of its own action.
 
     Parameters
@@ -446,6 +491,12 @@ def apply_actions(image: torch.Tensor, action_map: torch.Tensor, action_set: Act
         Action index per pixel, ``(B, H, W)`` integer, values in ``[0, len(action_set))``.
     action_set : ActionSet
         The actions the indices refer to.
+    block : int, optional
+        Compute an action that few pixels chose only around them: in the bounding boxes of the groups of touching
+        cells of a ``block``-pixel grid that hold them, each with a halo of ``action_set.radius`` pixels (where
+        those crops cover less than half the image; else on the whole image): the same
+        result up to float rounding, for a fraction of the cost (inference, where a later step may send a few
+        hundred clustered pixels to an expensive action such as a CNN estimate). ``None``: whole images.
 
     Returns
     -------
@@ -464,8 +515,23 @@ def apply_actions(image: torch.Tensor, action_map: torch.Tensor, action_set: Act
         raise ValueError(f"action indices must lie in [0, {len(action_set)}), got {chosen[0]}..{chosen[-1]}")
     if len(chosen) == 1:
         return action_set.actions[chosen[0]].apply(image)
-    candidates = torch.stack([action_set.actions[a].apply(image) for a in chosen])  # (K, B, C, H, W)
+    candidates = torch.stack([_candidate(image, action_map, action_set, a, block) for a in chosen])  # (K, B, C, H, W)
     slot = torch.full((len(action_set),), -1, dtype=torch.long, device=image.device)
     slot[chosen] = torch.arange(len(chosen), device=image.device)
     index = slot[action_map.long()].unsqueeze(1).unsqueeze(0)  # (1, B, 1, H, W)
     return candidates.gather(0, index.expand(1, *image.shape)).squeeze(0)
+
+
+def _candidate(
+    image: torch.Tensor, action_map: torch.Tensor, action_set: ActionSet, action: int, block: int | None
+) -> torch.Tensor:
+    """Action ``action``'s result on ``image``, exact where ``action_map`` chose it (see :func:`apply_actions`)."""
+    apply = action_set.actions[action].apply
+    if block is None:
+        return apply(image)
+    halo = max(action_set.radius, 2)  # filters need 3x3 crops
+    height, width = image.shape[-2:]
+    regions = _regions_with(action_map == action, block)
+    crops = [_grown(region, halo, height, width) for region in regions]
+    covered = sum((rows.stop - rows.start) * (cols.stop - cols.start) for rows, cols in crops)
+    return _apply_in_regions(apply, image, regions, halo) if covered < height * width / 2 else apply(image)

@@ -14,7 +14,7 @@ import torch
 from .actions import ActionSet, apply_actions
 from .model import PixelRLNet
 
-__all__ = ["Episode", "Step", "choose_actions", "collect_episode", "episode_steps", "network_autocast"]
+__all__ = ["ACTION_BLOCK", "Episode", "Step", "choose_actions", "collect_episode", "episode_steps", "network_autocast"]
 
 
 class Step(NamedTuple):
@@ -69,6 +69,12 @@ def choose_actions(
     return (logits + gumbel).argmax(dim=1)
 
 
+ACTION_BLOCK = 16
+"""Cell size (pixels) in which :func:`episode_steps` computes an action that few pixels chose
+(:func:`~.actions.apply_actions`): after the first step a CNN-estimate policy sends a few hundred clustered pixels to
+its estimate, which then runs on a fraction of the image."""
+
+
 def episode_steps(
     model: PixelRLNet,
     image: torch.Tensor,
@@ -111,7 +117,7 @@ def episode_steps(
             out = model(action_set.network_input(state), hidden, with_value=with_value)
         actions = choose_actions(out.logits.float(), greedy, generator)
         value = out.value[:, 0].float() if out.value is not None else None
-        state, hidden = apply_actions(state, actions, action_set), out.hidden
+        state, hidden = apply_actions(state, actions, action_set, block=ACTION_BLOCK), out.hidden
         yield Step(t, state, actions, value)
 
 
