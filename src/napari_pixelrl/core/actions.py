@@ -494,9 +494,9 @@ def apply_actions(
     block : int, optional
         Compute an action that few pixels chose only around them: in the bounding boxes of the groups of touching
         cells of a ``block``-pixel grid that hold them, each with a halo of ``action_set.radius`` pixels (where
-        those crops cover less than half the image; else on the whole image): the same
-        result up to float rounding, for a fraction of the cost (inference, where a later step may send a few
-        hundred clustered pixels to an expensive action such as a CNN estimate). ``None``: whole images.
+        those crops cover less than half the image; else on the whole image). The same result up to float
+        rounding, for a fraction of the cost at inference, where a later step may send a few hundred clustered
+        pixels to an expensive action such as a CNN estimate. ``None``: whole images.
 
     Returns
     -------

@@ -138,10 +138,11 @@ def denoised(model: PixelRLNet, noisy: torch.Tensor, orientations: int = 1) -> t
     noisy : torch.Tensor
         ``(B, C, H, W)``.
     orientations : int
-        1: the network once. 2, 4 or 8 (:data:`ORIENTATIONS`): the mean of its estimates of the image turned by
-        0-3 quarter turns (and, for 8, mirrored), each turned back (a self-ensemble, as in Timofte et al., "Seven
-        ways to improve example-based single image super resolution", CVPR 2016). Each output pixel still looks at
-        the same square window, so tiles give the untiled result; the cost is ``orientations`` passes.
+        1: the network once. 2, 4 or 8 (:data:`ORIENTATIONS`): the mean of its estimates of the first
+        ``orientations`` views of the image (turned by 0, 1, 2, 3 quarter turns, then those four mirrored), each
+        turned back (a self-ensemble, as in Timofte et al., "Seven ways to improve example-based single image super
+        resolution", CVPR 2016). Each output pixel still looks at the same square window, so tiles give the untiled
+        result; the cost is ``orientations`` passes.
 
     Returns
     -------
