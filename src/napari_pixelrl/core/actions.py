@@ -464,14 +464,16 @@ def _grown(region: tuple[slice, slice], halo: int, height: int, width: int) -> t
 
 
 def _apply_in_regions(
-    apply: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, regions: list[tuple[slice, slice]], halo: int
+    apply: Callable[[torch.Tensor], torch.Tensor],
+    image: torch.Tensor,
+    regions: list[tuple[slice, slice]],
+    crops: list[tuple[slice, slice]],
 ) -> torch.Tensor:
-    """``apply(image)`` in the given regions, each computed on the region and ``halo`` pixels around it (within the
-    image); elsewhere ``image``. Equal to ``apply(image)`` in the regions if ``apply`` looks at most ``halo`` pixels
-    away: within ``halo`` of a crop's edge the crop's own border rule differs from the image's."""
+    """``apply(image)`` in the given regions, each computed on its crop (the region and a halo around it, within the
+    image: :func:`_grown`); elsewhere ``image``. Equal to ``apply(image)`` in the regions if ``apply`` looks no
+    farther than the halo: within the halo of a crop's edge the crop's own border rule differs from the image's."""
     out = image.clone()
-    for rows, cols in regions:
-        crop_rows, crop_cols = _grown((rows, cols), halo, *image.shape[-2:])
+    for (rows, cols), (crop_rows, crop_cols) in zip(regions, crops, strict=True):
         result = apply(image[..., crop_rows, crop_cols])
         top, left = rows.start - crop_rows.start, cols.start - crop_cols.start
         out[..., rows, cols] = result[..., top : top + rows.stop - rows.start, left : left + cols.stop - cols.start]
@@ -534,4 +536,4 @@ def _candidate(
     regions = _regions_with(action_map == action, block)
     crops = [_grown(region, halo, height, width) for region in regions]
     covered = sum((rows.stop - rows.start) * (cols.stop - cols.start) for rows, cols in crops)
-    return _apply_in_regions(apply, image, regions, halo) if covered < height * width / 2 else apply(image)
+    return _apply_in_regions(apply, image, regions, crops) if covered < height * width / 2 else apply(image)
