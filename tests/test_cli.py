@@ -268,6 +268,8 @@ def test_train_runs_a_recipe_resumes_and_evaluates(tmp_path, capsys):
     for update in api.train(Recipe.load(recipe_file), run):
         if update.stage == 2:
             break  # interrupted in stage 2, after its first episode
+    (tmp_path / "training").mkdir()
+    run = run.rename(tmp_path / "training" / "run2")  # moved (into the repository) while it runs
     # resumes from run/recipe.json; another host may continue it at another precision
     assert cli.main(["train", str(run), "--precision", "bfloat16"]) == 0
     policy = api.load_policy(run / "policy.safetensors")

@@ -16,6 +16,7 @@ from napari_pixelrl.core.model import PixelRLNet
 from napari_pixelrl.core.rollout import choose_actions
 from napari_pixelrl.core.trainer import (
     Trainer,
+    changed_fields,
     crop_weights,
     denoiser_loss,
     discounted_returns,
@@ -320,6 +321,19 @@ def test_resume_with_another_configuration_is_refused(image_folder, tmp_path):
     list(Trainer(tiny_config(image_folder, episodes=1), tmp_path / "run").run())
     with pytest.raises(ValueError, match="lr differ"):
         Trainer(tiny_config(image_folder, episodes=1, lr=0.5), tmp_path / "run")
+
+
+def test_an_earlier_stage_of_a_moved_run_is_the_same_start_and_any_other_init_is_not(tmp_path):
+    config = TrainConfig(init=str(tmp_path / "training" / "run" / "stage1-lookahead" / "policy.safetensors"))
+    stage2 = tmp_path / "training" / "run" / "stage2-a2c"
+    moved_from = replace(config, init="runs/run/stage1-lookahead/policy.safetensors")
+    assert changed_fields(config, moved_from, stage2) == []
+    assert changed_fields(config, replace(moved_from, lr=0.5), stage2) == ["lr"]
+    other_stage = replace(config, init="runs/run/stage1-denoiser/policy.safetensors")
+    assert changed_fields(config, other_stage, stage2) == ["init"]
+    assert changed_fields(config, moved_from, tmp_path / "elsewhere" / "stage2-a2c") == ["init"]  # not a sibling
+    trunk, other_trunk = replace(config, init="trunk.safetensors"), replace(config, init="b/trunk.safetensors")
+    assert changed_fields(trunk, other_trunk, stage2) == ["init"]
 
 
 def test_psnr_weighted_denoiser_loss_weighs_each_crops_error_by_one_over_its_noise():

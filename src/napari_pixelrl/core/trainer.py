@@ -51,6 +51,7 @@ __all__ = [
     "EpisodeLoss",
     "TrainUpdate",
     "Trainer",
+    "changed_fields",
     "crop_weights",
     "denoised",
     "discounted_returns",
@@ -657,8 +658,7 @@ class Trainer:
             saved = TrainConfig.from_dict(meta["config"])
         except (SafetensorError, OSError, KeyError, ValueError, TypeError) as err:
             raise CheckpointError(f"{path} is not a readable trainer state ({err}); use a new run folder") from err
-        ours, theirs = self.config.to_dict(), saved.to_dict()
-        changed = sorted(k for k in ours if k not in RESUMABLE_CHANGES and ours[k] != theirs[k])  # see segments
+        changed = changed_fields(self.config, saved, self.run_dir)  # RESUMABLE_CHANGES are kept in segments
         if changed:
             raise ValueError(
                 f"{self.run_dir} holds a run with a different configuration ({', '.join(changed)} differ); "
@@ -709,12 +709,35 @@ def stage_finished(config: TrainConfig, run_dir: str | os.PathLike[str]) -> bool
     try:
         stages = read_header(path).get("training", {}).get("stages", [])
         last = stages[-1]
-        done = TrainConfig.from_dict(last["config"]).to_dict()
+        done = TrainConfig.from_dict(last["config"])
     except (CheckpointError, IndexError, KeyError, TypeError, ValueError):
         return False
-    wanted = config.to_dict()
-    same = all(done[key] == wanted[key] for key in wanted if key not in RESUMABLE_CHANGES)
-    return same and last.get("episodes_done") == config.episodes
+    return not changed_fields(config, done, run_dir) and last.get("episodes_done") == config.episodes
+
+
+def changed_fields(config: TrainConfig, saved: TrainConfig, run_dir: str | os.PathLike[str]) -> list[str]:
+    """The fields in which ``config`` differs from the ``saved`` configuration of the run in ``run_dir``.
+
+    Fields that a run may resume with changed (:data:`~.config.RESUMABLE_CHANGES`) are left out, and so is an
+    ``init`` that names the same earlier stage of a recipe whose folder has since moved: a stage that starts from a
+    sibling stage's policy (``<run>/stage1-lookahead/policy.safetensors``) records that path, and the whole run folder
+    may be moved (into the repository, to continue in a later session) without changing the run.
+    """
+    ours, theirs = config.to_dict(), saved.to_dict()
+    changed = sorted(key for key in ours if key not in RESUMABLE_CHANGES and ours[key] != theirs[key])
+    if "init" in changed and _same_sibling_stage(config.init, saved.init, Path(run_dir)):
+        changed.remove("init")
+    return changed
+
+
+def _same_sibling_stage(init: str | None, saved_init: str | None, run_dir: Path) -> bool:
+    """Whether ``init`` is a policy in a sibling folder of ``run_dir`` that ``saved_init`` named by the same
+    stage folder and file name."""
+    if init is None or saved_init is None:
+        return False
+    ours, theirs = Path(init), Path(saved_init)
+    sibling = ours.parent.parent.resolve() == run_dir.parent.resolve()
+    return sibling and ours.parent.name != run_dir.name and ours.parts[-2:] == theirs.parts[-2:]
 
 
 def saved_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
