@@ -165,7 +165,7 @@ def test_every_shipped_estimator_is_a_denoiser_of_its_sigma(sigma):
     assert record.noise_model.sigma == sigma
 
 
-@pytest.mark.parametrize(("sigma", "latest"), [(15, 3), (25, 3)])
+@pytest.mark.parametrize(("sigma", "latest"), [(15, 3), (25, 3), (50, 2)])
 def test_each_later_estimator_continues_the_one_before_and_the_latest_serves_the_shipped_policy(sigma, latest):
     versions = [load_checkpoint(estimator_file(sigma, version)) for version in range(1, latest + 1)]
     for earlier, later in itertools.pairwise(versions):  # one more denoiser stage at this σ each time

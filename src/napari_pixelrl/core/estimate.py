@@ -175,10 +175,19 @@ def _estimate_set(
     )
 
 
-SELF_ENSEMBLES: dict[str, dict[int, int]] = {"15": {4: 3}}
+SELF_ENSEMBLES: dict[str, dict[int, int]] = {"15": {4: 3}, "50": {3: 2}}
 """Versions of ``denoise-cnn-<noise>`` whose estimate is a shipped denoiser averaged over its eight orientations
-(:func:`~.model.denoised`), by noise: ``{set version: the denoiser's version}``. On BSD68 at σ = 15 the σ-15
-denoiser v3 scores 31.38 dB once and 31.46 dB averaged over eight orientations (docs/training.md)."""
+(:func:`~.model.denoised`), by noise: ``{set version: the denoiser's version}``. On BSD68 the σ-15 denoiser v3
+scores 31.38 dB once and 31.46 dB averaged over eight orientations, the σ-50 denoiser v2 25.98 and 26.04 dB
+(docs/training.md)."""
+
+
+def _denoiser_of(noise: int | str, version: int) -> tuple[Path, int]:
+    """The shipped denoiser file behind version ``version`` of ``denoise-cnn-<noise>``, and its orientations."""
+    denoiser = SELF_ENSEMBLES.get(str(noise), {}).get(version)
+    if denoiser is None:
+        return estimator_file(noise, version), 1
+    return estimator_file(noise, denoiser), max(ORIENTATIONS)
 
 
 def cnn_action_set(noise: int | str, path: str | Path | None = None, version: int = 1) -> ActionSet:
@@ -195,10 +204,8 @@ def cnn_action_set(noise: int | str, path: str | Path | None = None, version: in
         The set's version: one per shipped denoiser for ``noise`` (:func:`estimator_file`), and one per
         self-ensemble of a shipped denoiser (:data:`SELF_ENSEMBLES`, eight orientations).
     """
-    denoiser = SELF_ENSEMBLES.get(str(noise), {}).get(version)
-    orientations = 1 if denoiser is None else max(ORIENTATIONS)
-    path = path if path is not None else estimator_file(noise, version if denoiser is None else denoiser)
-    estimate = estimate_action(noise, path, orientations)
+    denoiser_path, orientations = _denoiser_of(noise, version)
+    estimate = estimate_action(noise, path if path is not None else denoiser_path, orientations)
     return _estimate_set(f"denoise-cnn-{noise}", (estimate,), _trained_for(noise), version, orientations)
 
 
@@ -321,7 +328,10 @@ def measured_action_set(version: int = max(MEASURED_LEVELS)) -> ActionSet:
     chosen = MEASURED_LEVELS[version]
     levels = {s: get_action_set(f"denoise-cnn-{s}", v).actions[-1].apply for s, v in chosen.items()}
     estimate = MeasuredEstimate(levels, blind)
+    averaged = [s for s, level in levels.items() if level.orientations > 1]
     sigmas = ", ".join(str(s) for s in chosen)
+    if averaged:
+        sigmas += f" (σ={', '.join(str(s) for s in averaged)} averaged over {max(ORIENTATIONS)} orientations)"
     return ActionSet(
         name="denoise-cnn-measured",
         version=version,
@@ -342,5 +352,5 @@ for _noise, _versions in SELF_ENSEMBLES.items():
 if all(estimator_file(noise).is_file() for noise in LEVELS):
     register_action_set(cnn_levels_action_set())
 for _version, _levels in MEASURED_LEVELS.items():
-    if estimator_file("blind").is_file() and all(estimator_file(s, v).is_file() for s, v in _levels.items()):
+    if estimator_file("blind").is_file() and all(_denoiser_of(s, v)[0].is_file() for s, v in _levels.items()):
         register_action_set(measured_action_set(_version))
