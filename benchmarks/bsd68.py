@@ -12,12 +12,14 @@ Protocol (the paper's): clean = 8-bit image / 255; noisy = clean + N(0, σ/255),
     python benchmarks/bsd68.py --cnn runs/gaussian-{sigma}-cnn/policy.safetensors   # a policy with the CNN action
     python benchmarks/bsd68.py --blind-cnn runs/gaussian-blind-cnn/policy.safetensors  # blind, measured-σ estimate
     python benchmarks/bsd68.py --only BM3D ours+cnn blind+cnn   # some methods only (column names)
+    python benchmarks/bsd68.py --sigmas 15 --only ours+cnn blind+cnn --decimals 4   # close calls: 4 decimals
 
 Where a policy of the nine actions plus our per-σ CNN estimate (beyond the paper; core/estimate.py) is given or
 shipped (``gaussian-{sigma}-cnn``), two columns come with it: that policy, and the CNN estimate alone (the action
 taken once by every pixel), to show what the policy adds to it. Likewise for the blind policy with a CNN estimate
 (``gaussian-blind-cnn``: since session 27 set ``denoise-cnn-measured``, the per-σ estimates blended at the noise level
-measured around each pixel; before, ``denoise-cnn-15-25-50-blind``): it, and its last action (the CNN estimate) alone.
+measured around each pixel, v3 since session 30; before, ``denoise-cnn-15-25-50-blind``): it, and its last action
+(the CNN estimate) alone.
 
 The release rows need ../shared/reference/pixelrl-official; without it they are left out.
 """
@@ -115,6 +117,7 @@ def main() -> None:
     parser.add_argument("--cnn", default="gaussian-{sigma}-cnn", help="policy with the CNN action, {sigma} filled in")
     parser.add_argument("--blind-cnn", default="gaussian-blind-cnn", help="blind policy with our CNN estimates")
     parser.add_argument("--only", nargs="+", metavar="COLUMN", help='run only these methods, e.g. "BM3D" "ours+cnn"')
+    parser.add_argument("--decimals", type=int, default=2, help="decimals of the PSNR columns and their differences")
     args = parser.parse_args()
     files = list_images(BSD68)[: args.limit]
     # Warm-up (first-call allocations, oneDNN kernel selection) outside the timed runs.
@@ -132,11 +135,12 @@ def main() -> None:
             methods = {name: method for name, method in methods.items() if name in args.only}
         r = run(methods, sigma, files, args.seed)
         psnrs = {name: value[0] for name, value in r.items()}
-        cells = {f"{name} (dB)": f"{value:.2f}" for name, value in psnrs.items()}
+        d = args.decimals
+        cells = {f"{name} (dB)": f"{value:.{d}f}" for name, value in psnrs.items()}
         cells["paper's PixelRL (dB)"] = f"{PAPER_PIXELRL.get(int(sigma), float('nan')):.2f}"
         for column, a, b in DIFFERENCES:
             if a in psnrs and b in psnrs:
-                cells[column] = f"{psnrs[a] - psnrs[b]:+.2f}"
+                cells[column] = f"{psnrs[a] - psnrs[b]:+.{d}f}"
         if "release bf16" in psnrs:
             cells["release bf16 − float32"] = f"{psnrs['release bf16'] - psnrs['release']:+.3f}"
         cells.update({f"{name} s/img": f"{value[1]:.2f}" for name, value in r.items()})

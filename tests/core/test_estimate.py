@@ -266,10 +266,17 @@ def test_the_measured_set_names_its_estimates_and_looks_as_far_as_its_radius():
 
 
 def test_each_version_of_the_measured_set_blends_its_own_levels():
-    for version, sigmas in ((1, [15, 25, 50]), (2, [5, 15, 25, 35, 50])):
+    for version, sigmas in ((1, [15, 25, 50]), (2, [5, 15, 25, 35, 50]), (3, [5, 15, 25, 35, 50])):
         measured_set = get_action_set("denoise-cnn-measured", version)
         assert list(measured_set.actions[-1].apply.levels) == sigmas == list(MEASURED_LEVELS[version])
         assert measured_set.version == version and "σ=" + ", ".join(map(str, sigmas)) in measured_set.description
+    # v3 differs from v2 only in its σ-15 level: the ensembled σ-15 set's denoiser, the one loaded copy of it
+    v2, v3 = (get_action_set("denoise-cnn-measured", version).actions[-1].apply for version in (2, 3))
+    for sigma, level in v3.levels.items():
+        assert (level is v2.levels[sigma]) == (sigma != 15)
+    assert v3.levels[15] is get_action_set("denoise-cnn-15", 4).actions[-1].apply
+    assert v3.levels[15].orientations == 8 and v2.levels[15].orientations == 1
+    assert "σ=15 averaged over 8 orientations" in get_action_set("denoise-cnn-measured", 3).description
 
 
 @pytest.mark.parametrize(("sigma", "gain"), [(5, 2.0), (37, 0.5)])
