@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from .tiling import grown
+
 __all__ = [
     "DENOISE",
     "ENTRY_POINT_GROUP",
@@ -454,15 +456,6 @@ def _regions_with(mask: torch.Tensor, block: int) -> list[tuple[slice, slice]]:
     ]
 
 
-def _grown(region: tuple[slice, slice], halo: int, height: int, width: int) -> tuple[slice, slice]:
-    """``region`` and ``halo`` pixels around it, within an image of ``height`` x ``width`` pixels."""
-    rows, cols = region
-    return (
-        slice(max(rows.start - halo, 0), min(rows.stop + halo, height)),
-        slice(max(cols.start - halo, 0), min(cols.stop + halo, width)),
-    )
-
-
 def _apply_in_regions(
     apply: Callable[[torch.Tensor], torch.Tensor],
     image: torch.Tensor,
@@ -470,7 +463,7 @@ def _apply_in_regions(
     crops: list[tuple[slice, slice]],
 ) -> torch.Tensor:
     """``apply(image)`` in the given regions, each computed on its crop (the region and a halo around it, within the
-    image: :func:`_grown`); elsewhere ``image``. Equal to ``apply(image)`` in the regions if ``apply`` looks no
+    image: :func:`~.tiling.grown`); elsewhere ``image``. Equal to ``apply(image)`` in the regions if ``apply`` looks no
     farther than the halo: within the halo of a crop's edge the crop's own border rule differs from the image's."""
     out = image.clone()
     for (rows, cols), (crop_rows, crop_cols) in zip(regions, crops, strict=True):
@@ -534,6 +527,6 @@ def _candidate(
     halo = max(action_set.radius, 2)  # filters need 3x3 crops
     height, width = image.shape[-2:]
     regions = _regions_with(action_map == action, block)
-    crops = [_grown(region, halo, height, width) for region in regions]
+    crops = [grown(region, halo, height, width) for region in regions]
     covered = sum((rows.stop - rows.start) * (cols.stop - cols.start) for rows, cols in crops)
     return _apply_in_regions(apply, image, regions, crops) if covered < height * width / 2 else apply(image)

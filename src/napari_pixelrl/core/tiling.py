@@ -26,7 +26,7 @@ from itertools import pairwise
 from .config import ModelConfig
 from .memory import episode_bytes
 
-__all__ = ["MIN_CORE", "Tile", "halo_width", "plan_tiles", "tile_side_for_budget"]
+__all__ = ["MIN_CORE", "Tile", "grown", "halo_width", "plan_tiles", "tile_side_for_budget"]
 
 MIN_CORE = 64
 """Smallest core side the automatic tile size picks (smaller cores spend most of their time on the halo)."""
@@ -98,6 +98,15 @@ def _bounds(length: int, core: int) -> list[tuple[int, int]]:
     return list(pairwise(edges))
 
 
+def grown(region: tuple[slice, slice], halo: int, height: int, width: int) -> tuple[slice, slice]:
+    """``region`` (rows, columns) and ``halo`` pixels around it, clipped to a ``height x width`` plane."""
+    rows, cols = region
+    return (
+        slice(max(rows.start - halo, 0), min(rows.stop + halo, height)),
+        slice(max(cols.start - halo, 0), min(cols.stop + halo, width)),
+    )
+
+
 def plan_tiles(height: int, width: int, core: int, halo: int) -> list[Tile]:
     """Tiles covering a ``height x width`` plane, row by row: cores of at most ``core`` pixels a side, each read
     with ``halo`` pixels around it (fewer at the plane's edges). A core as large as the plane gives one tile."""
@@ -106,6 +115,6 @@ def plan_tiles(height: int, width: int, core: int, halo: int) -> list[Tile]:
     tiles = []
     for y0, y1 in _bounds(height, core):
         for x0, x1 in _bounds(width, core):
-            read = (slice(max(0, y0 - halo), min(height, y1 + halo)), slice(max(0, x0 - halo), min(width, x1 + halo)))
-            tiles.append(Tile(read=read, write=(slice(y0, y1), slice(x0, x1))))
+            write = (slice(y0, y1), slice(x0, x1))
+            tiles.append(Tile(read=grown(write, halo, height, width), write=write))
     return tiles
